@@ -1,0 +1,3 @@
+from fswl.cli.main import main
+
+raise SystemExit(main())

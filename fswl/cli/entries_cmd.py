@@ -1,0 +1,79 @@
+"""fswl add / rm / check / ls."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from fswl.store import Listing, Problem
+
+
+def register(cli: click.Group) -> None:
+    for command in (add, rm, check, ls):
+        cli.add_command(command)
+
+
+@click.command()
+@click.argument("sender")
+@click.argument("relay")
+@click.pass_obj
+def add(obj, sender: str, relay: str) -> None:
+    """List SENDER (addr, *@domain or *) for RELAY (IP or CIDR)."""
+    for path in obj.home.whitelist.add(sender, relay):
+        click.echo(f"added {obj.home.whitelist.tree.relative(path)}")
+
+
+@click.command()
+@click.argument("sender")
+@click.argument("relay")
+@click.pass_obj
+def rm(obj, sender: str, relay: str) -> None:
+    """Remove SENDER for RELAY, leaving a tombstone so mirrors remove it too."""
+    wl = obj.home.whitelist
+    for path, existed in wl.remove(sender, relay):
+        state = "removed" if existed else "not listed here; tombstone left for"
+        click.echo(f"{state} {wl.tree.relative(path)}")
+
+
+@click.command()
+@click.argument("sender")
+@click.argument("relay")
+@click.pass_obj
+def check(obj, sender: str, relay: str) -> int:
+    """Exit 0 and print the entry that lists SENDER via RELAY, or exit 1."""
+    wl = obj.home.whitelist
+    match = wl.lookup(sender, relay)
+    if match is None:
+        click.echo(f"not listed: {sender} via {relay}")
+        return 1
+    via = f" via {match.via}" if match.via else ""
+    click.echo(f"listed: {match.sender} at {match.network}{via} ({match.answer}) {wl.tree.relative(match.path)}")
+    return 0
+
+
+@click.command(name="ls")
+@click.argument("relay", required=False)
+@click.option("--groups", is_flag=True, help="Also list groups' entries on their own.")
+@click.pass_obj
+def ls(obj, relay: str | None, groups: bool) -> None:
+    """List entries (all, or those overlapping RELAY): network, sender, last seen, group."""
+    from fswl.store.walk import walk
+
+    wl = obj.home.whitelist
+    problems: list[Problem] = []
+    if relay is None:
+        listings = walk(wl.tree, problems, groups=groups)
+    else:
+        listings = wl.entries(relay)
+    for listing in listings:
+        click.echo(format_listing(listing))
+    for problem in problems:
+        click.echo(f"fswl: warning: {problem}", err=True)
+
+
+def format_listing(listing: Listing) -> str:
+    where = str(listing.network) if listing.network is not None else f"group:{listing.group}"
+    seen = time.strftime("%Y-%m-%d", time.gmtime(listing.mtime))
+    via = f" via {listing.via}" if listing.via else ""
+    return f"{where} {listing.sender} {seen}{via}"

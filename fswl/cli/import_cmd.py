@@ -1,0 +1,45 @@
+"""fswl import: third-party lists into the tree."""
+
+from __future__ import annotations
+
+import click
+
+from fswl.cli.progress import progress_counter
+
+#: Bad lines shown before the rest are only counted.
+SHOWN_ERRORS = 5
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(import_list)
+
+
+@click.command(name="import")
+@click.argument("file", type=click.File("r", encoding="utf-8", errors="replace"))
+@click.option("--sender", default="*", show_default=True, help="The entry to list each network with.")
+@click.option("--skip-bad", is_flag=True, help="Import the good lines even if some are bad.")
+@click.pass_obj
+def import_list(obj, file, sender: str, skip_bad: bool) -> None:
+    """Import an rbldnsd ip4set/ip6trie file or a plain CIDR-per-line list (- for stdin).
+
+    The whole file is checked first: with a bad line nothing is imported,
+    unless --skip-bad.
+    """
+    from fswl.errors import BadInput
+    from fswl.importer import BadListLine, parse_list
+    from fswl.names import parse_sender
+
+    parse_sender(sender)  # refuse a bad --sender before reading anything
+    lines = file.readlines()
+    errors = [item for item in parse_list(lines) if isinstance(item, BadListLine)]
+    for error in errors[:SHOWN_ERRORS]:
+        click.echo(f"fswl: {file.name}: {error}", err=True)
+    if errors and not skip_bad:
+        more = f" ({len(errors) - SHOWN_ERRORS} more)" if len(errors) > SHOWN_ERRORS else ""
+        raise BadInput(
+            f"{len(errors)} bad line(s) in {file.name}{more}; nothing imported. Fix them or pass --skip-bad"
+        ) from None
+    networks = (item.network for item in parse_list(lines) if not isinstance(item, BadListLine))
+    with progress_counter("import") as tick:
+        count = obj.home.whitelist.add_many(sender, networks, progress=tick)
+    click.echo(f"imported {count} entries for {sender} from {file.name}")

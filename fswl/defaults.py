@@ -1,0 +1,22 @@
+"""Defaults for every setting; each can be changed in fswl.toml."""
+
+from __future__ import annotations
+
+#: Days an entry may go unused before `fswl expire` removes it.
+EXPIRE_DAYS = 180
+#: Days a tombstone is kept; longer than EXPIRE_DAYS so it outlives any copy.
+TOMBSTONE_DAYS = 400
+#: A DNS or policy hit refreshes an entry's mtime at most this often.
+SEEN_REFRESH_SECONDS = 24 * 3600
+#: How often recorded hits are written to disk.
+SEEN_FLUSH_SECONDS = 30.0
+
+DNS_LISTEN = "127.0.0.1:5353"
+POLICY_LISTEN = "127.0.0.1:10040"
+SMTP_LISTEN = "127.0.0.1:2525"
+WEB_LISTEN = "127.0.0.1:8025"
+WEB_BASE_URL = "http://127.0.0.1:8025"
+ZONE = "wl.example.org"
+
+#: Where an installed fswl keeps its home when neither --home nor FSWL_HOME is given.
+SYSTEM_HOME = "/var/spool/fswl"

@@ -1,0 +1,57 @@
+"""One exception tree for fswl; each class's docstring is its message."""
+
+from __future__ import annotations
+
+
+class FswlError(Exception):
+    """{}"""
+
+    #: The exit status the CLI returns for this error.
+    exit_code = 2
+
+    def __str__(self) -> str:
+        return (type(self).__doc__ or "{}").format(*self.args)
+
+
+class BadInput(FswlError):
+    """{}"""
+
+
+class BadSender(BadInput):
+    """Not a sender: {!r} ({}). Use local@domain, *@domain or *."""
+
+
+class BadRelay(BadInput):
+    """Not a relay IP or CIDR: {!r} ({})."""
+
+
+class BadName(BadInput):
+    """Not an entry file name: {!r} ({})."""
+
+
+class BadConfig(BadInput):
+    """Bad configuration in {}: {}."""
+
+
+class BadGroup(BadInput):
+    """Not a group name: {!r}. Use letters, digits, '.', '-' and '_'."""
+
+
+class UnsafePath(FswlError):
+    """Refusing {}: it leads outside db/ ({})."""
+
+
+class Conflict(FswlError):
+    """{}"""
+
+
+class NotListed(FswlError):
+    """{} is not listed for {}."""
+
+    exit_code = 1
+
+
+class ServiceError(FswlError):
+    """{}"""
+
+    exit_code = 1

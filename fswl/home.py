@@ -1,0 +1,63 @@
+"""The fswl home: db/ (the whitelist), peers/, spool/, pending/ and fswl.toml."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fswl import defaults
+from fswl.config import CONFIG_NAME, load_config, section
+from fswl.store import Whitelist
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """[store] in fswl.toml."""
+
+    expire_days: float = float(defaults.EXPIRE_DAYS)
+    tombstone_days: float = float(defaults.TOMBSTONE_DAYS)
+
+
+def default_home() -> Path:
+    """$FSWL_HOME, else the spool/ of the checkout fswl runs from, else /var/spool/fswl."""
+    if os.environ.get("FSWL_HOME"):
+        return Path(os.environ["FSWL_HOME"])
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "setup.cfg").is_file() and (checkout / "spool").is_dir():
+        return checkout / "spool"
+    return Path(defaults.SYSTEM_HOME)
+
+
+class Home:
+    """One fswl home directory."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).absolute()
+        self.db = self.root / "db"
+        self.peers = self.root / "peers"
+        self.spool = self.root / "spool"
+        self.pending = self.root / "pending"
+        self.config_path = self.root / CONFIG_NAME
+
+    @cached_property
+    def config(self) -> dict[str, Any]:
+        return load_config(self.root)
+
+    def settings(self, name: str, cls: type[T]) -> T:
+        """The [name] table of fswl.toml as ``cls``, defaults filled in."""
+        return section(self.config, name, cls, str(self.config_path))
+
+    @cached_property
+    def store_settings(self) -> StoreSettings:
+        return self.settings("store", StoreSettings)
+
+    @cached_property
+    def whitelist(self) -> Whitelist:
+        """The store, with every configured change listener attached."""
+        self.db.mkdir(parents=True, exist_ok=True)
+        return Whitelist(self.db)

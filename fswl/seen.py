@@ -1,0 +1,71 @@
+"""Recording hits: an entry's mtime is "last seen", refreshed off the answer path."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+from fswl import defaults
+from fswl.store import Whitelist
+
+log = logging.getLogger(__name__)
+
+#: Entries remembered between flushes before the memory is cleared.
+MAX_REMEMBERED = 2_000_000
+
+
+class SeenRecorder:
+    """Collects entry paths that answered a query and refreshes their mtimes in batches.
+
+    ``record`` does no I/O and takes no lock, so the DNS and policy hot paths
+    can call it; each entry is written at most once per ``refresh`` seconds.
+    """
+
+    def __init__(self, whitelist: Whitelist, refresh: float = defaults.SEEN_REFRESH_SECONDS,
+                 flush_every: float = defaults.SEEN_FLUSH_SECONDS,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.whitelist = whitelist
+        self.refresh = refresh
+        self.flush_every = flush_every
+        self.clock = clock
+        self._last: dict[str, float] = {}
+        self._pending: set[str] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def record(self, path: str) -> None:
+        now = self.clock()
+        last = self._last.get(path)
+        if last is not None and now - last < self.refresh:
+            return
+        if len(self._last) >= MAX_REMEMBERED:
+            self._last.clear()
+        self._last[path] = now
+        self._pending.add(path)
+
+    def flush(self) -> int:
+        """Write the pending refreshes; returns how many entries were touched."""
+        pending, self._pending = self._pending, set()
+        if not pending:
+            return 0
+        return self.whitelist.touch_seen(sorted(pending), self.clock())
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="fswl-seen", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_every):
+            try:
+                self.flush()
+            except Exception:  # keep recording; the next flush retries
+                log.exception("refreshing last-seen times failed")

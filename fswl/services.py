@@ -1,0 +1,110 @@
+"""What `fswl serve` runs: named services sharing one store, hit recorder and index."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import ipaddress
+import logging
+import signal
+from functools import cached_property
+from typing import Protocol
+
+from fswl.errors import BadInput, ServiceError
+from fswl.home import Home
+from fswl.names import IPAddress
+from fswl.seen import SeenRecorder
+from fswl.store import Match
+
+log = logging.getLogger(__name__)
+
+#: Service name -> "module:factory"; a factory takes (Runtime, listen or None)
+#: and returns a Service.  Listed in the order they start.
+REGISTRY: dict[str, str] = {}
+
+
+class Service(Protocol):
+    """One listening part of fswl."""
+
+    name: str
+
+    async def start(self) -> None:
+        """Bind and begin answering; raise ServiceError if that is impossible."""
+
+    async def stop(self) -> None:
+        """Stop answering and release the sockets."""
+
+    def describe(self) -> str:
+        """One line for the operator: what listens where."""
+
+
+class Runtime:
+    """What the services of one process share."""
+
+    def __init__(self, home: Home) -> None:
+        self.home = home
+        self.whitelist = home.whitelist
+        self.seen = SeenRecorder(self.whitelist)
+
+    def lookup(self, sender: str, address: str | IPAddress) -> Match | None:
+        """The store's lookup; may touch the disk, so async callers use :meth:`alookup`."""
+        return self.whitelist.lookup(sender, address)
+
+    async def alookup(self, sender: str, address: str | IPAddress) -> Match | None:
+        """A lookup that never blocks the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(None, self.lookup, sender, address)
+
+    @cached_property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` -> (host, port)."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(host)
+        number = int(port)
+        if not sep or not 0 <= number <= 65535:
+            raise ValueError(port)
+    except ValueError:
+        raise BadInput(f"not a listen address: {text!r}; use HOST:PORT, e.g. 127.0.0.1:5353 or [::1]:5353") from None
+    return host, number
+
+
+def build(runtime: Runtime, name: str, listen: str | None = None) -> Service:
+    """Make the named service; ``listen`` overrides its configured address."""
+    if name not in REGISTRY:
+        known = ", ".join(REGISTRY) or "none"
+        raise BadInput(f"no service named {name!r} (known: {known})")
+    module, _, factory = REGISTRY[name].partition(":")
+    return getattr(importlib.import_module(module), factory)(runtime, listen)
+
+
+async def run(services: list[Service], runtime: Runtime, ready: asyncio.Event | None = None) -> None:
+    """Start the services, run until SIGINT/SIGTERM, then stop them in reverse order."""
+    started: list[Service] = []
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runtime.seen.start()
+    try:
+        for service in services:
+            try:
+                await service.start()
+            except OSError as exc:
+                raise ServiceError(f"{service.name}: cannot listen: {exc.strerror or exc}") from exc
+            started.append(service)
+            log.warning("%s", service.describe())
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+    finally:
+        for service in reversed(started):
+            try:
+                await service.stop()
+            except Exception:
+                log.exception("stopping %s failed", service.name)
+        runtime.seen.stop()

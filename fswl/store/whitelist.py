@@ -1,0 +1,344 @@
+"""Whitelist: add, remove and look up (sender, relay) entries in db/.
+
+Every write is either an ``O_EXCL`` create of an empty file, a ``mkdir``, an
+``unlink`` or a rename into place, so any number of processes may write at
+once and nothing is ever half-written.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+
+from fswl.errors import Conflict, UnsafePath
+from fswl.names import (
+    ANY_SENDER,
+    LEVEL_BITS,
+    IPAddress,
+    IPNetwork,
+    address_parts,
+    boundary_networks,
+    domain_wildcard,
+    parse_address,
+    parse_relay,
+    parse_sender,
+    sender_kind,
+    sender_to_name,
+)
+from fswl.store import journal
+from fswl.store.journal import Change, Listener
+from fswl.store.tree import TOMB_DIR, Tree
+
+if TYPE_CHECKING:
+    from fswl.store.walk import Listing as Listing
+
+log = logging.getLogger(__name__)
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+#: The DNS A answer for each kind of match (DESIGN: "The DNS names").
+ANSWERS = {"exact": "127.0.0.2", "domain": "127.0.0.3", "relay": "127.0.0.4"}
+
+
+@dataclass(frozen=True)
+class Match:
+    """The entry that lists a (sender, relay) pair."""
+
+    sender: str  #: the entry: ``dave@umkc.edu``, ``*@umkc.edu`` or ``*``
+    network: IPNetwork  #: the tree level it was found at (the relay or a prefix)
+    path: str  #: the entry file, with symlinks resolved (still under db/)
+    via: str | None  #: the linked directory, relative to db/, if reached through a symlink
+
+    @property
+    def kind(self) -> str:
+        """``exact``, ``domain`` or ``relay``."""
+        return sender_kind(self.sender)
+
+    @property
+    def answer(self) -> str:
+        """The A record a DNS query for this match returns."""
+        return ANSWERS[self.kind]
+
+
+class Whitelist:
+    """The whitelist kept in one db/ directory."""
+
+    def __init__(self, db: str | os.PathLike[str], listeners: Iterable[Listener] = ()) -> None:
+        self.tree = Tree(db)
+        self.db = self.tree.db
+        self.listeners: list[Listener] = list(listeners)
+
+    # -- reading ----------------------------------------------------------
+
+    def lookup(self, sender: str, address: str | IPAddress) -> Match | None:
+        """Find the entry that lists ``sender`` sending through ``address``.
+
+        Order (DESIGN "The tree"): the exact sender, then ``*@domain``, then
+        ``*``; each at the relay's own directory first, then at every
+        enclosing prefix, following group links but never out of db/.
+        """
+        sender = parse_sender(sender)
+        if isinstance(address, str):
+            address = parse_address(address)
+        levels = self._existing_levels(address)
+        for candidate in _candidates(sender):
+            name = sender_to_name(candidate)
+            for depth in range(len(levels), 0, -1):
+                directory = levels[depth - 1]
+                path = directory + os.sep + name
+                try:
+                    if not stat.S_ISREG(os.stat(path).st_mode):
+                        continue
+                    real = self.tree.resolve(path)
+                except FileNotFoundError:
+                    continue
+                except (UnsafePath, OSError) as exc:
+                    log.warning("lookup skipped: %s", exc)
+                    continue
+                real_dir = os.path.dirname(real)
+                network = _prefix(address, depth)
+                via = None if real_dir == directory else self.tree.relative(real_dir)
+                return Match(candidate, network, real, via)
+        return None
+
+    def _existing_levels(self, address: IPAddress) -> list[str]:
+        """The relay's directory and its enclosing prefix directories that exist, top-down.
+
+        A linked directory (a group) is flat: it ends the descent, so that a
+        group linked at two depths never mixes up their sub-levels.
+        """
+        levels = []
+        path = self.tree.family_dir(address.version)
+        for part in address_parts(address):
+            path = path + os.sep + part
+            try:
+                mode = os.lstat(path).st_mode
+            except OSError:
+                break
+            if stat.S_ISLNK(mode):
+                levels.append(path)
+                break
+            if not stat.S_ISDIR(mode):
+                break
+            levels.append(path)
+        return levels
+
+    def entries(self, relay: str | IPNetwork | None = None) -> Iterator[Listing]:
+        """Every listed (network, sender), or those overlapping ``relay``; see fswl.store.walk."""
+        from fswl.store.walk import walk
+
+        network = parse_relay(relay) if isinstance(relay, str) else relay
+        for listing in walk(self.tree):
+            if network is None or (
+                listing.network is not None
+                and listing.network.version == network.version
+                and listing.network.overlaps(network)
+            ):
+                yield listing
+
+    # -- writing ----------------------------------------------------------
+
+    def add(self, sender: str, relay: str | IPNetwork, *, when: float | None = None) -> list[str]:
+        """List ``sender`` for ``relay``; returns the entry paths written.
+
+        An existing entry has its mtime (last seen) refreshed.  ``when`` is
+        for replaying another node's write: an entry whose tombstone is newer
+        than ``when`` stays removed.
+        """
+        sender = parse_sender(sender)
+        written = []
+        for network in self._networks(relay):
+            directory = self.make_dirs(self.tree.relay_dir(network))
+            if self._create(directory, sender, when):
+                written.append(self.tree.entry_path(directory, sender))
+        return written
+
+    def add_many(self, sender: str, networks: Iterable[IPNetwork],
+                 progress: Callable[[int], None] | None = None) -> int:
+        """List ``sender`` for many networks (an import); returns entries written.
+
+        Resolved prefix directories are remembered for the run, so a large
+        import costs a few system calls per entry.
+        """
+        sender = parse_sender(sender)
+        parents: dict[str, str] = {}
+        count = 0
+        for network in networks:
+            for piece in boundary_networks(network):
+                lexical = self.tree.relay_dir(piece)
+                head, leaf = os.path.split(lexical)
+                parent = parents.get(head)
+                if parent is None:
+                    parent = parents[head] = self.make_dirs(head)
+                directory = self.make_dirs(os.path.join(parent, leaf))
+                count += self._create(directory, sender, None)
+            if progress:
+                progress(1)
+        return count
+
+    def remove(self, sender: str, relay: str | IPNetwork) -> list[tuple[str, bool]]:
+        """Remove ``sender`` for ``relay``, leaving a tombstone so mirrors drop it too.
+
+        Returns (entry path, whether it existed) for each directory.
+        """
+        sender = parse_sender(sender)
+        done = []
+        for network in self._networks(relay):
+            directory = self.make_dirs(self.tree.relay_dir(network))
+            done.append(self._remove(directory, sender, time.time()))
+        return done
+
+    def add_at(self, directory: str, sender: str, when: float | None = None) -> bool:
+        """Create an entry in a directory under db/ (a relay, prefix or group)."""
+        return self._create(self.make_dirs(directory), parse_sender(sender), when)
+
+    def remove_at(self, directory: str, sender: str, when: float | None = None) -> tuple[str, bool]:
+        """Remove an entry from a directory under db/, leaving a tombstone dated ``when``."""
+        return self._remove(self.make_dirs(directory), parse_sender(sender), when or time.time())
+
+    def touch_seen(self, paths: Iterable[str], when: float | None = None) -> int:
+        """Set the last-seen time of existing entries; returns how many were refreshed."""
+        stamp = time.time() if when is None else when
+        count = 0
+        for path in paths:
+            try:
+                self.tree.resolve(path)
+                os.utime(path, (stamp, stamp), follow_symlinks=False)
+            except (OSError, UnsafePath):
+                continue
+            count += 1
+            self.emit(Change(journal.SEEN, self.tree.relative(path), when=stamp))
+        return count
+
+    def link(self, relay: str | IPNetwork, group: str) -> str:
+        """Make a relay or prefix directory a symlink to db/groups/GROUP; see fswl.store.links."""
+        from fswl.store.links import link
+
+        return link(self, relay, group)
+
+    def unlink(self, relay: str | IPNetwork, keep_entries: bool = False) -> str:
+        """Undo :meth:`link`; with ``keep_entries`` the group's entries are copied back."""
+        from fswl.store.links import unlink
+
+        return unlink(self, relay, keep_entries)
+
+    def emit(self, change: Change) -> None:
+        for listener in self.listeners:
+            try:
+                listener(change)
+            except Exception:  # a listener must never undo a write that happened
+                log.exception("change listener failed for %s", change)
+
+    # -- helpers ------------------------------------------------------------
+
+    def _networks(self, relay: str | IPNetwork) -> list[IPNetwork]:
+        return boundary_networks(parse_relay(relay) if isinstance(relay, str) else relay)
+
+    def make_dirs(self, path: str) -> str:
+        """Create ``path`` (under db/) level by level; returns it with links resolved.
+
+        Each existing symlink on the way is checked before anything is made
+        below it, so a link that leads out of db/ can never be written through.
+
+        :raises UnsafePath: if the way leaves db/, dangles or loops.
+        """
+        rel = self.tree.relative(path)
+        if rel == "." :
+            return self.db
+        if rel.startswith(".."):
+            raise UnsafePath(path, "not under db/")
+        current = self.db
+        parts = rel.split(os.sep)
+        for depth, part in enumerate(parts, 1):
+            step = os.path.join(current, part)
+            try:
+                os.mkdir(step)
+            except FileExistsError:
+                mode = os.lstat(step).st_mode
+                if stat.S_ISLNK(mode):
+                    lexical, step = step, self.tree.resolve(step)
+                    mode = os.stat(step).st_mode
+                    if depth < len(parts) and self.tree.relative(current) != ".":
+                        raise Conflict(
+                            f"{self.tree.relative(lexical)} is linked to {self.tree.relative(step)}, and a linked "
+                            "directory holds entries only: add to that group, or `fswl unlink` it first"
+                        ) from None
+                if not stat.S_ISDIR(mode):
+                    raise UnsafePath(path, f"{self.tree.relative(step)} is not a directory") from None
+            current = step
+        return current
+
+    def _create(self, directory: str, sender: str, when: float | None) -> bool:
+        path = self.tree.entry_path(directory, sender)
+        tomb = self.tree.tomb_path(directory, sender)
+        if when is not None and _mtime(tomb) >= when:
+            return False  # removed after this write was made: the removal wins
+        try:
+            os.close(os.open(path, _CREATE, 0o644))
+        except FileExistsError:
+            if not stat.S_ISREG(os.lstat(path).st_mode):
+                raise UnsafePath(path, "an entry name is taken by something that is not a file") from None
+        if when is not None:
+            os.utime(path, (when, when), follow_symlinks=False)
+        else:
+            os.utime(path, follow_symlinks=False)
+        _unlink_quietly(tomb)
+        self.emit(Change(journal.ADD, self.tree.relative(path), when=_mtime(path)))
+        return True
+
+    def _remove(self, directory: str, sender: str, when: float) -> tuple[str, bool]:
+        path = self.tree.entry_path(directory, sender)
+        tomb_dir = os.path.join(directory, TOMB_DIR)
+        tomb = self.tree.tomb_path(directory, sender)
+        # The tombstone first: a crash between the two leaves both, and fsck
+        # settles that by age; the other order could lose the removal.
+        try:
+            os.mkdir(tomb_dir)
+        except FileExistsError:
+            pass
+        try:
+            os.close(os.open(tomb, _CREATE, 0o644))
+        except FileExistsError:
+            pass
+        os.utime(tomb, (when, when), follow_symlinks=False)
+        existed = _mtime(path) <= when and _unlink_quietly(path)
+        self.emit(Change(journal.REMOVE, self.tree.relative(path), when=when))
+        return path, existed
+
+
+def _candidates(sender: str) -> list[str]:
+    if sender == ANY_SENDER:
+        return [ANY_SENDER]
+    wildcard = domain_wildcard(sender)
+    if wildcard == sender:
+        return [sender, ANY_SENDER]
+    return [sender, wildcard, ANY_SENDER]  # type: ignore[list-item]
+
+
+def _prefix(address: IPAddress, depth: int) -> IPNetwork:
+    import ipaddress
+
+    return ipaddress.ip_network((address, depth * LEVEL_BITS[address.version]), strict=False)
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.lstat(path).st_mtime
+    except FileNotFoundError:
+        return float("-inf")
+
+
+def _unlink_quietly(path: str) -> bool:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        if exc.errno != errno.EISDIR:
+            raise
+        return False
+    return True
