@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 #: Service name -> "module:factory"; a factory takes (Runtime, listen or None)
 #: and returns a Service.  Listed in the order they start.
-REGISTRY: dict[str, str] = {}
+REGISTRY: dict[str, str] = {
+}
 
 
 class Service(Protocol):

@@ -1,0 +1,1 @@
+"""The DNS side: names, index lookups, the responder."""
