@@ -8,7 +8,7 @@ import ipaddress
 import logging
 import signal
 from functools import cached_property
-from typing import Protocol
+from typing import Callable, Protocol
 
 from fswl.errors import BadInput, ServiceError
 from fswl.home import Home
@@ -46,6 +46,30 @@ class Runtime:
         self.home = home
         self.whitelist = home.whitelist
         self.seen = SeenRecorder(self.whitelist)
+        #: Called as hook(sender, address) when a lookup that may introduce a
+        #: sender misses (verification registers here). Must not block.
+        self.miss_hooks: list[Callable[[str, IPAddress], None]] = []
+        #: Called as hook(sender, address) -> bool for an unlisted pair; any
+        #: True admits this one message (reputation throttling registers here).
+        self.admit_hooks: list[Callable[[str, IPAddress], bool]] = []
+
+    def on_miss(self, sender: str, address: IPAddress) -> None:
+        """A lookup missed; hand it to the miss hooks. Never raises."""
+        for hook in self.miss_hooks:
+            try:
+                hook(sender, address)
+            except Exception:
+                log.exception("miss hook failed for %s via %s", sender, address)
+
+    def admit_unlisted(self, sender: str, address: IPAddress) -> bool:
+        """Whether an unlisted (sender, relay) may pass this once (a quota). Never raises."""
+        for hook in self.admit_hooks:
+            try:
+                if hook(sender, address):
+                    return True
+            except Exception:
+                log.exception("admit hook failed for %s via %s", sender, address)
+        return False
 
     def lookup(self, sender: str, address: str | IPAddress) -> Match | None:
         """The store's lookup; may touch the disk, so async callers use :meth:`alookup`."""
