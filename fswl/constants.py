@@ -10,6 +10,6 @@ MAX_LABEL_CHARS = 63
 #: Most file systems limit a name to 255 bytes.
 MAX_FILENAME_BYTES = 255
 #: A CIDR that is not on a tree boundary expands to at most this many directories.
-MAX_EXPANSION = 65536
+MAX_EXPANSION = 4096
 #: Symlink hops followed inside db/ before a chain is called a loop.
 MAX_SYMLINK_HOPS = 16

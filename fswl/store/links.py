@@ -29,9 +29,12 @@ def link(wl: Whitelist, relay: str | IPNetwork, group: str) -> str:
     group, so nothing listed is lost.  Returns the link's path.
     """
     directory, network = _relay_dir(wl, relay)
-    group_dir = wl.make_dirs(wl.tree.group_dir(parse_group(group)))
+    parse_group(group)
     parent = wl.make_dirs(os.path.dirname(directory))
     lexical = os.path.join(parent, os.path.basename(directory))
+    if os.path.isdir(lexical) and not os.path.islink(lexical):
+        _refuse_sub_levels(wl, lexical)
+    group_dir = wl.make_dirs(wl.tree.group_dir(group))
     target = os.path.relpath(group_dir, parent)
     for _ in range(_LINK_ATTEMPTS):
         try:
@@ -107,14 +110,8 @@ def _merge_into(wl: Whitelist, source: str, group_dir: str) -> None:
     :raises Conflict: before moving anything, if ``source`` has sub-levels:
         a group is flat, so they could not follow it.
     """
-    children = list(os.scandir(source))
-    for child in children:
-        if child.name != TOMB_DIR and (child.is_dir(follow_symlinks=False) or child.is_symlink()):
-            raise Conflict(
-                f"{wl.tree.relative(source)} has more specific relays under it ({child.name}/); a group holds "
-                "entries only, so link those relays one by one or remove them first"
-            )
-    for child in children:
+    _refuse_sub_levels(wl, source)
+    for child in os.scandir(source):
         if child.name == TOMB_DIR:
             destination = os.path.join(group_dir, TOMB_DIR)
             os.makedirs(destination, exist_ok=True)
@@ -122,6 +119,15 @@ def _merge_into(wl: Whitelist, source: str, group_dir: str) -> None:
             shutil.rmtree(child.path, ignore_errors=True)
         elif not child.name.startswith("."):
             _move_files(source, group_dir, only=child.name)
+
+
+def _refuse_sub_levels(wl: Whitelist, source: str) -> None:
+    for child in os.scandir(source):
+        if child.name != TOMB_DIR and (child.is_dir(follow_symlinks=False) or child.is_symlink()):
+            raise Conflict(
+                f"{wl.tree.relative(source)} has more specific relays under it ({child.name}/); a group holds "
+                "entries only, so link those relays one by one or remove them first"
+            )
 
 
 def _move_files(source: str, destination: str, only: str | None = None) -> None:

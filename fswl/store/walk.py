@@ -97,10 +97,10 @@ def _walk_level(tree: Tree, version: int, lexical: str, parts: tuple[str, ...], 
 
 
 def _level_order(version: int, name: str) -> tuple[int, int, str]:
-    """Sub-levels in numeric order, then entries by name."""
+    """A level's own entries by name, then its sub-levels in numeric order."""
     if is_level_name(version, name):
-        return (0, int(name, 10 if version == 4 else 16), "")
-    return (1, 0, name)
+        return (1, int(name, 10 if version == 4 else 16), "")
+    return (0, 0, name)
 
 
 def _walk_groups(tree: Tree, problems: list[Problem]) -> Iterator[Listing]:
