@@ -12,6 +12,7 @@ import base64
 import hashlib
 import ipaddress
 import re
+from functools import lru_cache
 from typing import Union
 
 from fswl.constants import (
@@ -26,6 +27,9 @@ from fswl.errors import BadGroup, BadName, BadRelay, BadSender
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
+#: Parsed senders and addresses remembered: mail flows repeat them, and
+#: parsing is most of a lookup's cost.
+PARSE_CACHE_SIZE = 65536
 #: The entry that lists a relay for every sender.
 ANY_SENDER = "*"
 #: Directory names of the two address families under db/.
@@ -44,6 +48,7 @@ _ESCAPED_BYTE = range(0xDC80, 0xDD00)
 # -- senders ---------------------------------------------------------------
 
 
+@lru_cache(maxsize=PARSE_CACHE_SIZE)
 def parse_sender(text: str | bytes) -> str:
     """Return the canonical form of a sender: ``local@domain``, ``*@domain`` or ``*``.
 
@@ -122,6 +127,7 @@ def sender_hash(sender: str) -> str:
     return base64.b32encode(digest).decode("ascii").rstrip("=").lower()
 
 
+@lru_cache(maxsize=PARSE_CACHE_SIZE)
 def sender_to_name(sender: str) -> str:
     """Encode a sender as an entry file name.
 
@@ -176,6 +182,7 @@ def _short(text: str) -> str:
 # -- relays ----------------------------------------------------------------
 
 
+@lru_cache(maxsize=PARSE_CACHE_SIZE)
 def parse_relay(text: str) -> IPNetwork:
     """Parse an IP address or CIDR; host bits are cleared, IPv4-mapped IPv6 becomes IPv4.
 
@@ -194,6 +201,7 @@ def parse_relay(text: str) -> IPNetwork:
     return network
 
 
+@lru_cache(maxsize=PARSE_CACHE_SIZE)
 def parse_address(text: str) -> IPAddress:
     """Parse one IP address; IPv4-mapped IPv6 becomes IPv4."""
     try:

@@ -20,6 +20,7 @@ class Tree:
 
     def __init__(self, db: str | os.PathLike[str]) -> None:
         self.db = os.path.abspath(db)
+        self._prefix = self.db + os.sep
         self._real = os.path.realpath(self.db)
 
     def family_dir(self, version: int) -> str:
@@ -40,6 +41,8 @@ class Tree:
 
     def relative(self, path: str) -> str:
         """A path relative to db/, as sync and the journal carry it."""
+        if path.startswith(self._prefix):  # the common case, without relpath's normalising
+            return path[len(self._prefix):]
         return os.path.relpath(path, self.db)
 
     def resolve(self, path: str) -> str:
@@ -50,7 +53,7 @@ class Tree:
 
         :raises UnsafePath: if a link leads outside db/, dangles or loops.
         """
-        rel = os.path.relpath(path, self.db)
+        rel = self.relative(path)
         if rel == ".":
             return self.db
         if rel.startswith(".." + os.sep) or rel == "..":
@@ -68,7 +71,7 @@ class Tree:
                 done.pop()
                 continue
             done.append(part)
-            current = os.path.join(self.db, *done)
+            current = self._prefix + os.sep.join(done)
             try:
                 mode = os.lstat(current).st_mode
             except FileNotFoundError:
@@ -86,7 +89,7 @@ class Tree:
                 target = self._inside(target, path)
                 done = []
             pending.extend(target.split(os.sep)[::-1])
-        return os.path.join(self.db, *done)
+        return self._prefix + os.sep.join(done) if done else self.db
 
     def _inside(self, target: str, path: str) -> str:
         for root in (self.db, self._real):

@@ -13,7 +13,7 @@ import os
 import stat
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, TypeVar
 
 from fswl.errors import Conflict, UnsafePath
 from fswl.names import (
@@ -38,7 +38,10 @@ if TYPE_CHECKING:
     from fswl.store.walk import Listing as Listing
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
+#: Attempts at writing into a directory that `fswl expire` keeps pruning.
+_PRUNE_RETRIES = 3
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
 #: The DNS A answer for each kind of match (DESIGN: "The DNS names").
 ANSWERS = {"exact": "127.0.0.2", "domain": "127.0.0.3", "relay": "127.0.0.4"}
@@ -80,6 +83,8 @@ class Whitelist:
         Order (DESIGN "The tree"): the exact sender, then ``*@domain``, then
         ``*``; each at the relay's own directory first, then at every
         enclosing prefix, following group links but never out of db/.
+        Links are resolved only where one was met, so a plain hit costs a
+        handful of lstat calls.
         """
         sender = parse_sender(sender)
         if isinstance(address, str):
@@ -88,31 +93,40 @@ class Whitelist:
         for candidate in _candidates(sender):
             name = sender_to_name(candidate)
             for depth in range(len(levels), 0, -1):
-                directory = levels[depth - 1]
+                directory, linked = levels[depth - 1]
                 path = directory + os.sep + name
                 try:
-                    if not stat.S_ISREG(os.stat(path).st_mode):
+                    if not stat.S_ISREG(os.lstat(path).st_mode):
+                        continue  # an entry is a plain file; fsck reports anything else
+                except OSError:
+                    continue
+                via = None
+                if linked:
+                    try:
+                        real_dir = self.tree.resolve(directory)
+                    except UnsafePath as exc:
+                        log.warning("lookup skipped: %s", exc)
                         continue
-                    real = self.tree.resolve(path)
-                except FileNotFoundError:
-                    continue
-                except (UnsafePath, OSError) as exc:
-                    log.warning("lookup skipped: %s", exc)
-                    continue
-                real_dir = os.path.dirname(real)
-                network = _prefix(address, depth)
-                via = None if real_dir == directory else self.tree.relative(real_dir)
-                return Match(candidate, network, real, via)
+                    path = real_dir + os.sep + name
+                    via = self.tree.relative(real_dir)
+                return Match(candidate, _prefix(address, depth), path, via)
         return None
 
-    def _existing_levels(self, address: IPAddress) -> list[str]:
-        """The relay's directory and its enclosing prefix directories that exist, top-down.
+    def _existing_levels(self, address: IPAddress) -> list[tuple[str, bool]]:
+        """(directory, is a link) for the relay and its enclosing prefixes that exist, top-down.
 
         A linked directory (a group) is flat: it ends the descent, so that a
         group linked at two depths never mixes up their sub-levels.
         """
-        levels = []
         path = self.tree.family_dir(address.version)
+        try:
+            if stat.S_ISLNK(os.lstat(path).st_mode):
+                path = self.tree.resolve(path)
+        except (OSError, UnsafePath) as exc:
+            if not isinstance(exc, FileNotFoundError):
+                log.warning("lookup skipped: %s", exc)
+            return []
+        levels = []
         for part in address_parts(address):
             path = path + os.sep + part
             try:
@@ -120,11 +134,11 @@ class Whitelist:
             except OSError:
                 break
             if stat.S_ISLNK(mode):
-                levels.append(path)
+                levels.append((path, True))
                 break
             if not stat.S_ISDIR(mode):
                 break
-            levels.append(path)
+            levels.append((path, False))
         return levels
 
     def entries(self, relay: str | IPNetwork | None = None) -> Iterator[Listing]:
@@ -152,9 +166,9 @@ class Whitelist:
         sender = parse_sender(sender)
         written = []
         for network in self._networks(relay):
-            directory = self.make_dirs(self.tree.relay_dir(network))
-            if self._create(directory, sender, when):
-                written.append(self.tree.entry_path(directory, sender))
+            lexical = self.tree.relay_dir(network)
+            if self._in_dir(lexical, lambda d: self._create(d, sender, when)):
+                written.append(self.tree.entry_path(self.make_dirs(lexical), sender))
         return written
 
     def add_many(self, sender: str, networks: Iterable[IPNetwork],
@@ -187,18 +201,21 @@ class Whitelist:
         """
         sender = parse_sender(sender)
         done = []
+        now = time.time()
         for network in self._networks(relay):
-            directory = self.make_dirs(self.tree.relay_dir(network))
-            done.append(self._remove(directory, sender, time.time()))
+            done.append(self._in_dir(self.tree.relay_dir(network), lambda d: self._remove(d, sender, now)))
         return done
 
     def add_at(self, directory: str, sender: str, when: float | None = None) -> bool:
         """Create an entry in a directory under db/ (a relay, prefix or group)."""
-        return self._create(self.make_dirs(directory), parse_sender(sender), when)
+        sender = parse_sender(sender)
+        return self._in_dir(directory, lambda d: self._create(d, sender, when))
 
     def remove_at(self, directory: str, sender: str, when: float | None = None) -> tuple[str, bool]:
         """Remove an entry from a directory under db/, leaving a tombstone dated ``when``."""
-        return self._remove(self.make_dirs(directory), parse_sender(sender), when or time.time())
+        sender = parse_sender(sender)
+        stamp = when or time.time()
+        return self._in_dir(directory, lambda d: self._remove(d, sender, stamp))
 
     def touch_seen(self, paths: Iterable[str], when: float | None = None) -> int:
         """Set the last-seen time of existing entries; returns how many were refreshed."""
@@ -251,6 +268,7 @@ class Whitelist:
             return self.db
         if rel.startswith(".."):
             raise UnsafePath(path, "not under db/")
+        os.makedirs(self.db, exist_ok=True)
         current = self.db
         parts = rel.split(os.sep)
         for depth, part in enumerate(parts, 1):
@@ -277,37 +295,55 @@ class Whitelist:
         tomb = self.tree.tomb_path(directory, sender)
         if when is not None and _mtime(tomb) >= when:
             return False  # removed after this write was made: the removal wins
-        try:
-            os.close(os.open(path, _CREATE, 0o644))
-        except FileExistsError:
-            if not stat.S_ISREG(os.lstat(path).st_mode):
-                raise UnsafePath(path, "an entry name is taken by something that is not a file") from None
-        if when is not None:
-            os.utime(path, (when, when), follow_symlinks=False)
-        else:
-            os.utime(path, follow_symlinks=False)
+        if not _stamp(path, when):
+            return False  # a concurrent removal came last
         _unlink_quietly(tomb)
         self.emit(Change(journal.ADD, self.tree.relative(path), when=_mtime(path)))
         return True
 
     def _remove(self, directory: str, sender: str, when: float) -> tuple[str, bool]:
         path = self.tree.entry_path(directory, sender)
-        tomb_dir = os.path.join(directory, TOMB_DIR)
         tomb = self.tree.tomb_path(directory, sender)
         # The tombstone first: a crash between the two leaves both, and fsck
         # settles that by age; the other order could lose the removal.
         try:
-            os.mkdir(tomb_dir)
+            os.mkdir(os.path.dirname(tomb))
         except FileExistsError:
             pass
-        try:
-            os.close(os.open(tomb, _CREATE, 0o644))
-        except FileExistsError:
-            pass
-        os.utime(tomb, (when, when), follow_symlinks=False)
+        if not _stamp(tomb, when):
+            return path, False  # a concurrent add came last
         existed = _mtime(path) <= when and _unlink_quietly(path)
         self.emit(Change(journal.REMOVE, self.tree.relative(path), when=when))
         return path, existed
+
+    def _in_dir(self, lexical: str, write: Callable[[str], T]) -> T:
+        """Run ``write(directory)`` in a made directory, again if `fswl expire` pruned it meanwhile."""
+        for attempt in range(_PRUNE_RETRIES):
+            directory = self.make_dirs(lexical)
+            try:
+                return write(directory)
+            except FileNotFoundError:
+                if attempt == _PRUNE_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+
+def _stamp(path: str, when: float | None) -> bool:
+    """Create an empty file or refresh its mtime; False if a concurrent writer removed it meanwhile."""
+    try:
+        os.close(os.open(path, _CREATE, 0o644))
+    except FileExistsError:
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return False
+        if not stat.S_ISREG(mode):
+            raise UnsafePath(path, "an entry name is taken by something that is not a file") from None
+    try:
+        os.utime(path, None if when is None else (when, when), follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _candidates(sender: str) -> list[str]:
