@@ -179,6 +179,7 @@ class Whitelist:
         import costs a few system calls per entry.
         """
         sender = parse_sender(sender)
+        name = sender_to_name(sender)
         parents: dict[str, str] = {}
         count = 0
         for network in networks:
@@ -188,8 +189,17 @@ class Whitelist:
                 parent = parents.get(head)
                 if parent is None:
                     parent = parents[head] = self.make_dirs(head)
-                directory = self.make_dirs(os.path.join(parent, leaf))
-                count += self._create(directory, sender, None)
+                directory = parent + os.sep + leaf
+                try:
+                    os.mkdir(directory)
+                except FileExistsError:
+                    count += self._create(self.make_dirs(directory), sender, None)
+                else:
+                    # A directory made just now holds no entry and no tombstone:
+                    # one create, and no checks.
+                    os.close(os.open(directory + os.sep + name, _CREATE, 0o644))
+                    self.emit(Change(journal.ADD, self.tree.relative(directory + os.sep + name)))
+                    count += 1
             if progress:
                 progress(1)
         return count
@@ -272,21 +282,27 @@ class Whitelist:
         current = self.db
         parts = rel.split(os.sep)
         for depth, part in enumerate(parts, 1):
-            step = os.path.join(current, part)
+            step = current + os.sep + part
+            # lstat first: on ext4 a mkdir that fails with EEXIST costs far more.
             try:
-                os.mkdir(step)
-            except FileExistsError:
                 mode = os.lstat(step).st_mode
-                if stat.S_ISLNK(mode):
-                    lexical, step = step, self.tree.resolve(step)
-                    mode = os.stat(step).st_mode
-                    if depth < len(parts) and self.tree.relative(current) != ".":
-                        raise Conflict(
-                            f"{self.tree.relative(lexical)} is linked to {self.tree.relative(step)}, and a linked "
-                            "directory holds entries only: add to that group, or `fswl unlink` it first"
-                        ) from None
-                if not stat.S_ISDIR(mode):
-                    raise UnsafePath(path, f"{self.tree.relative(step)} is not a directory") from None
+            except FileNotFoundError:
+                try:
+                    os.mkdir(step)
+                    current = step
+                    continue
+                except FileExistsError:  # a concurrent writer made it
+                    mode = os.lstat(step).st_mode
+            if stat.S_ISLNK(mode):
+                lexical, step = step, self.tree.resolve(step)
+                mode = os.stat(step).st_mode
+                if depth < len(parts) and current != self.db:
+                    raise Conflict(
+                        f"{self.tree.relative(lexical)} is linked to {self.tree.relative(step)}, and a linked "
+                        "directory holds entries only: add to that group, or `fswl unlink` it first"
+                    )
+            if not stat.S_ISDIR(mode):
+                raise UnsafePath(path, f"{self.tree.relative(step)} is not a directory")
             current = step
         return current
 
