@@ -9,6 +9,7 @@ files, so the ratios mean something on any machine:
 - import: `fswl import` of N CIDR lines vs the bare creation anchor
 
 Usage: bench/store.py [--relays 100000] [--import-lines 1000000] [--dir /tmp/x]
+(0 skips a part; --dir chooses the file system, e.g. a tmpfs with enough inodes)
 """
 
 from __future__ import annotations
@@ -156,7 +157,8 @@ def main() -> None:
     args = parser.parse_args()
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="fswl-bench-"))
     try:
-        bench_tree(base, args.relays)
+        if args.relays:
+            bench_tree(base, args.relays)
         if args.import_lines:
             bench_import(base, args.import_lines)
     finally:

@@ -193,3 +193,12 @@ def test_home_comes_from_the_environment_or_the_option(tmp_path: Path) -> None:
 def test_bare_fswl_prints_help(fswl) -> None:
     result = fswl()
     assert result.returncode == 2 and "Commands:" in result.stdout
+
+
+def test_a_large_import_uses_every_core_and_writes_every_entry(fswl, home: Home) -> None:
+    lines = [f"10.{a}.{b}.0/24" for a in range(100) for b in range(250)]  # 25,000: above the threshold
+    result = fswl("import", "-", "--workers", "2", input="\n".join(lines) + "\n", timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "imported 25000 entries for * from <stdin>\n"
+    assert sum(1 for _ in (home.db / "ip4/10").glob("*/*/*")) == 25000
+    assert fswl("check", "x@y.org", "10.99.249.7").returncode == 0

@@ -18,8 +18,9 @@ def register(cli: click.Group) -> None:
 @click.argument("file", type=click.File("r", encoding="utf-8", errors="replace"))
 @click.option("--sender", default="*", show_default=True, help="The entry to list each network with.")
 @click.option("--skip-bad", is_flag=True, help="Import the good lines even if some are bad.")
+@click.option("--workers", type=click.IntRange(min=1), help="Processes for a large import (default: one per core).")
 @click.pass_obj
-def import_list(obj, file, sender: str, skip_bad: bool) -> None:
+def import_list(obj, file, sender: str, skip_bad: bool, workers: int | None) -> None:
     """Import an rbldnsd ip4set/ip6trie file or a plain CIDR-per-line list (- for stdin).
 
     The whole file is checked first: with a bad line nothing is imported,
@@ -28,6 +29,7 @@ def import_list(obj, file, sender: str, skip_bad: bool) -> None:
     from fswl.errors import BadInput
     from fswl.importer import BadListLine, parse_list
     from fswl.names import parse_sender
+    from fswl.store.bulk import add_parallel
 
     parse_sender(sender)  # refuse a bad --sender before reading anything
     lines = file.readlines()
@@ -39,7 +41,7 @@ def import_list(obj, file, sender: str, skip_bad: bool) -> None:
         raise BadInput(
             f"{len(errors)} bad line(s) in {file.name}{more}; nothing imported. Fix them or pass --skip-bad"
         ) from None
-    networks = (item.network for item in parse_list(lines) if not isinstance(item, BadListLine))
-    with progress_counter("import") as tick:
-        count = obj.home.whitelist.add_many(sender, networks, progress=tick)
+    networks = [item.network for item in parse_list(lines) if not isinstance(item, BadListLine)]
+    with progress_counter("import", total=len(networks)) as tick:
+        count = add_parallel(obj.home.whitelist, sender, networks, workers=workers, progress=tick)
     click.echo(f"imported {count} entries for {sender} from {file.name}")
