@@ -59,5 +59,5 @@ def _check_type(where: str, key: str, field: dataclasses.Field[Any], value: Any)
     if expected is tuple and isinstance(value, list):
         return tuple(value)
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-        raise BadConfig(where, f"{key} must be a {expected.__name__}, not {value!r}")
+        raise BadConfig(where, f"{key} must be {expected.__name__}, not {value!r}")
     return value
