@@ -1,0 +1,107 @@
+"""The in-memory index of db/, kept current by watchdog: what DNS and policy answer from."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from fswl.index.loader import load_all, reload_path
+from fswl.index.memory import MemoryIndex
+from fswl.names import IPAddress
+from fswl.store import Match, Whitelist
+
+log = logging.getLogger(__name__)
+
+#: Changes are applied in batches this often; a change shows in answers within it.
+APPLY_SECONDS = 0.05
+
+
+class Index(MemoryIndex):
+    """A MemoryIndex of one store, loaded at start and updated by file-system events."""
+
+    def __init__(self, whitelist: Whitelist) -> None:
+        super().__init__(whitelist.tree)
+        self._dirty: set[str] = set()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._observer: Observer | None = None
+        self._thread: threading.Thread | None = None
+        self.entry_count = 0
+        self.load_seconds = 0.0
+
+    def start(self) -> None:
+        """Watch db/ first, then load it, so no change made during the load is lost."""
+        os.makedirs(self.tree.db, exist_ok=True)
+        observer = Observer()
+        observer.schedule(_Handler(self), self.tree.db, recursive=True)
+        observer.daemon = True
+        observer.start()
+        self._observer = observer
+        started = time.monotonic()
+        self.entry_count = load_all(self)
+        self.load_seconds = time.monotonic() - started
+        log.info("index: %d entries loaded in %.2f s", self.entry_count, self.load_seconds)
+        self._thread = threading.Thread(target=self._apply_changes, name="fswl-index", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join()
+            self._observer = None
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def lookup(self, sender: str, address: str | IPAddress) -> Match | None:  # noqa: D102 (same as MemoryIndex)
+        return super().lookup(sender, address)
+
+    def mark(self, rel: str) -> None:
+        """Note that ``rel`` (relative to db/) changed; applied within APPLY_SECONDS."""
+        self._dirty.add(rel)
+        self._wake.set()
+
+    def wait_current(self, timeout: float = 2.0) -> bool:
+        """Block until every change noted so far is applied (for tests and the CLI)."""
+        deadline = time.monotonic() + timeout
+        while self._dirty and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with self.lock:
+            return not self._dirty
+
+    def _apply_changes(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            time.sleep(APPLY_SECONDS)  # gather a burst (an import, a link) into one pass
+            with self.lock:
+                dirty, self._dirty = self._dirty, set()
+                for rel in sorted(dirty, key=lambda r: r.count("/")):
+                    try:
+                        reload_path(self, rel)
+                    except Exception:  # one bad directory must not stop the index
+                        log.exception("index: reloading %s failed", rel)
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, index: Index) -> None:
+        self.index = index
+        self.prefix = index.tree.db + os.sep
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("opened", "closed", "closed_no_write"):
+            return
+        for path in (event.src_path, getattr(event, "dest_path", "")):
+            if isinstance(path, bytes):
+                path = os.fsdecode(path)
+            if path and path.startswith(self.prefix):
+                rel = path[len(self.prefix):]
+                if "/.tomb" not in rel and not rel.startswith("."):
+                    self.index.mark(rel)

@@ -1,0 +1,161 @@
+"""Reading db/ into a MemoryIndex: the whole tree at start, one directory per change after."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+
+from fswl.errors import BadName, BadSender, UnsafePath
+from fswl.index.memory import WIDTH, MemoryIndex
+from fswl.names import FAMILIES, LEVEL_BITS, is_level_name, name_to_sender, parse_sender
+from fswl.store.tree import GROUPS_DIR
+
+log = logging.getLogger(__name__)
+
+_FAMILY_VERSION = {name: version for version, name in FAMILIES.items()}
+
+
+def load_all(index: MemoryIndex) -> int:
+    """Load every level and group of db/; returns the number of entries indexed."""
+    with index.lock:
+        for version, family in FAMILIES.items():
+            _load_children(index, version, family, 0, 0)
+        groups = os.path.join(index.tree.db, GROUPS_DIR)
+        if os.path.isdir(groups):
+            for child in os.scandir(groups):
+                if child.is_dir(follow_symlinks=False) and not child.name.startswith("."):
+                    load_entries(index, f"{GROUPS_DIR}/{child.name}")
+    return sum(len(senders) for senders in index.entries.values())
+
+
+def reload_path(index: MemoryIndex, rel: str) -> None:
+    """Bring the index up to date after something changed at ``rel`` (relative to db/)."""
+    parts = rel.split("/")
+    with index.lock:
+        if parts[0] == GROUPS_DIR and len(parts) >= 2:
+            load_entries(index, f"{GROUPS_DIR}/{parts[1]}")
+            return
+        version = _FAMILY_VERSION.get(parts[0])
+        if version is None:
+            return
+        bits = LEVEL_BITS[version]
+        depth = 0
+        while depth + 1 < len(parts) and depth < WIDTH[version] // bits and is_level_name(version, parts[depth + 1]):
+            depth += 1
+        levels = parts[1 : depth + 1]
+        if depth == 0:
+            _load_children(index, version, parts[0], 0, 0)
+            return
+        if depth == len(parts) - 1:  # the level itself appeared, went, or became a link
+            load_level(index, version, levels)
+        elif not parts[depth + 1].startswith("."):  # an entry in that level
+            directory = "/".join(parts[: depth + 1])
+            if (version, depth * bits, _network_int(version, levels)) not in index.linked:
+                load_entries(index, directory)
+
+
+def load_level(index: MemoryIndex, version: int, levels: list[str]) -> None:
+    """(Re)load one level directory, what it links to, and everything below it."""
+    tree = index.tree
+    bits = LEVEL_BITS[version]
+    plen, network_int = len(levels) * bits, _network_int(version, levels)
+    rel = "/".join([FAMILIES[version], *levels])
+    path = os.path.join(tree.db, rel)
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is None or not (stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+        _forget(index, version, plen, network_int, rel)
+        return
+    if stat.S_ISLNK(mode):
+        try:
+            target = tree.relative(tree.resolve(path))
+        except UnsafePath as exc:
+            log.warning("index skips %s", exc)
+            _forget(index, version, plen, network_int, rel)
+            return
+        if not os.path.isdir(os.path.join(tree.db, target)):
+            _forget(index, version, plen, network_int, rel)
+            return
+        index.drop_below(version, plen, network_int)
+        if (version, plen, network_int) not in index.linked:
+            index.set_entries(rel, ())
+        index.set_level(version, plen, network_int, target, linked=True)
+        load_entries(index, target)
+        return
+    index.set_level(version, plen, network_int, rel, linked=False)
+    _load_children(index, version, rel, plen, network_int)
+
+
+def load_entries(index: MemoryIndex, directory: str) -> None:
+    """Set the entries of one physical directory from its files."""
+    senders = []
+    try:
+        children = list(os.scandir(os.path.join(index.tree.db, directory)))
+    except (FileNotFoundError, NotADirectoryError):
+        children = []
+    for child in children:
+        sender = _sender_of(child)
+        if sender is not None:
+            senders.append(sender)
+    index.set_entries(directory, senders)
+
+
+def _load_children(index: MemoryIndex, version: int, rel: str, plen: int, network_int: int) -> None:
+    """Entries of a real level directory, and each sub-level; forget sub-levels that went."""
+    bits = LEVEL_BITS[version]
+    try:
+        children = list(os.scandir(os.path.join(index.tree.db, rel)))
+    except (FileNotFoundError, NotADirectoryError):
+        children = []
+    senders = []
+    present = set()
+    for child in children:
+        if child.name.startswith("."):
+            continue
+        if plen < WIDTH[version] and is_level_name(version, child.name) and (child.is_dir() or child.is_symlink()):
+            levels = rel.split("/")[1:] + [child.name]
+            present.add(_network_int(version, levels))
+            load_level(index, version, levels)
+        elif plen:
+            sender = _sender_of(child)
+            if sender is not None:
+                senders.append(sender)
+    if plen:
+        index.set_entries(rel, senders)
+    for deeper, start, _directory in index.levels_below(version, plen, network_int) if plen else _top(index, version):
+        if deeper == plen + bits and start not in present:
+            _forget(index, version, deeper, start, MemoryIndex.level_path(version, deeper, start))
+
+
+def _top(index: MemoryIndex, version: int) -> list[tuple[int, int, str]]:
+    bits = LEVEL_BITS[version]
+    return [(bits, start, d) for start, d in index.levels[(version, bits)].items()]
+
+
+def _forget(index: MemoryIndex, version: int, plen: int, network_int: int, rel: str) -> None:
+    index.drop_below(version, plen, network_int)
+    if (version, plen, network_int) not in index.linked:
+        index.set_entries(rel, ())
+    index.set_level(version, plen, network_int, None)
+
+
+def _sender_of(child: os.DirEntry[str]) -> str | None:
+    if child.name.startswith(".") or not child.is_file(follow_symlinks=False):
+        return None
+    try:
+        sender = name_to_sender(child.name)
+        return sender if parse_sender(sender) == sender else None
+    except (BadName, BadSender):
+        return None  # `fswl fsck` reports it
+
+
+def _network_int(version: int, levels: list[str]) -> int:
+    bits = LEVEL_BITS[version]
+    width = WIDTH[version]
+    value = 0
+    for i, part in enumerate(levels):
+        value |= int(part, 10 if version == 4 else 16) << (width - bits * (i + 1))
+    return value

@@ -1,0 +1,251 @@
+"""The in-memory index of db/: Whitelist.lookup's answers with no disk access per query.
+
+Shape, chosen for memory at a million entries:
+
+- ``entries``: physical directory (relative to db/) -> tuple of senders.
+  A group's directory is one key, shared by every relay linked to it.
+- ``levels[(version, prefixlen)]``: network address as an int -> the physical
+  directory that answers for that tree level (its own, or a link's target).
+- ``starts[version]``: sorted starts of every level, for empty non-terminals.
+- ``hashes``: first 8 bytes of sha256(sender) -> senders, for the hashed DNS
+  form; the full label is checked on a hit.
+
+All mutation happens under one lock from the watcher thread; lookups read
+plain dicts and tuples, which the GIL keeps consistent per operation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import threading
+import time
+from typing import Iterable
+
+from sortedcontainers import SortedList
+
+from fswl.names import (
+    ANY_SENDER,
+    LEVEL_BITS,
+    IPAddress,
+    IPNetwork,
+    domain_wildcard,
+    parse_address,
+    parse_sender,
+    sender_hash,
+    sender_to_name,
+)
+from fswl.store import Match, Tree
+
+WIDTH = {4: 32, 6: 128}
+
+
+def hash_key(sender: str) -> int:
+    """The index key of a sender's hashed-form label: its digest's first 64 bits."""
+    return int.from_bytes(hashlib.sha256(sender.encode("utf-8", "surrogateescape")).digest()[:8], "big")
+
+
+def label_key(label: str) -> int | None:
+    """The same key, from a 52-character base32 DNS label."""
+    import base64
+
+    try:
+        return int.from_bytes(base64.b32decode(label.upper() + "====")[:8], "big")
+    except ValueError:
+        return None
+
+
+class MemoryIndex:
+    """Levels and entries of one db/, kept in memory."""
+
+    def __init__(self, tree: Tree) -> None:
+        self.tree = tree
+        self.lock = threading.RLock()
+        self.entries: dict[str, tuple[str, ...]] = {}
+        self.levels: dict[tuple[int, int], dict[int, str]] = {
+            (v, plen): {} for v, bits in LEVEL_BITS.items() for plen in range(bits, WIDTH[v] + 1, bits)
+        }
+        self.starts: dict[int, SortedList] = {4: SortedList(), 6: SortedList()}
+        self.hashes: dict[int, tuple[str, ...]] = {}
+        self._refs: dict[str, int] = {}
+        #: (version, prefixlen, network int) of levels that are links.
+        self.linked: set[tuple[int, int, int]] = set()
+        #: Changes to the index, for the SOA serial and for tests that wait.
+        self.serial = int(time.time())
+        self.generation = 0
+
+    # -- questions ---------------------------------------------------------
+
+    def lookup(self, sender: str, address: str | IPAddress) -> Match | None:
+        """Exactly Whitelist.lookup's answer (same order, same Match)."""
+        sender = parse_sender(sender)
+        if isinstance(address, str):
+            address = parse_address(address)
+        found = self._levels_of(address)
+        if not found:
+            return None
+        if sender == ANY_SENDER:
+            candidates: tuple[str, ...] = (ANY_SENDER,)
+        else:
+            wildcard = domain_wildcard(sender)
+            candidates = (sender, ANY_SENDER) if wildcard == sender else (sender, wildcard, ANY_SENDER)  # type: ignore[assignment]
+        for candidate in candidates:
+            for plen, network_int, directory in found:
+                if candidate in self.entries.get(directory, ()):
+                    return self._match(address, candidate, plen, network_int, directory)
+        return None
+
+    def lookup_hashed(self, label: str, address: IPAddress) -> Match | None:
+        """The hashed DNS form: an entry whose sender_hash is ``label``, else ``*``."""
+        found = self._levels_of(address)
+        key = label_key(label)
+        if not found or key is None:
+            return None
+        for sender in self.hashes.get(key, ()):
+            if sender_hash(sender) != label:
+                continue
+            for plen, network_int, directory in found:
+                if sender in self.entries.get(directory, ()):
+                    return self._match(address, sender, plen, network_int, directory)
+        for plen, network_int, directory in found:
+            if ANY_SENDER in self.entries.get(directory, ()):
+                return self._match(address, ANY_SENDER, plen, network_int, directory)
+        return None
+
+    def senders_at(self, address: IPAddress) -> Iterable[str]:
+        """Every entry that applies to ``address`` (for empty non-terminal checks)."""
+        for _plen, _net, directory in self._levels_of(address):
+            yield from self.entries.get(directory, ())
+
+    def has_levels_within(self, network: IPNetwork) -> bool:
+        """True if some level directory lies inside or covers ``network``."""
+        start = int(network.network_address)
+        end = int(network.broadcast_address)
+        starts = self.starts[network.version]
+        index = starts.bisect_left(start)
+        if index < len(starts) and starts[index] <= end:
+            return True
+        bits = LEVEL_BITS[network.version]
+        for plen in range(bits, network.prefixlen + 1, bits):
+            shift = WIDTH[network.version] - plen
+            if (start >> shift << shift) in self.levels[(network.version, plen)]:
+                return True
+        return False
+
+    def _levels_of(self, address: IPAddress) -> list[tuple[int, int, str]]:
+        """(prefixlen, network int, directory) of the address's existing levels, most specific first."""
+        version = address.version
+        value = int(address)
+        width = WIDTH[version]
+        bits = LEVEL_BITS[version]
+        found = []
+        for plen in range(bits, width + 1, bits):
+            shift = width - plen
+            network_int = value >> shift << shift
+            directory = self.levels[(version, plen)].get(network_int)
+            if directory is None:
+                break  # no deeper level can exist without this one
+            found.append((plen, network_int, directory))
+            if (version, plen, network_int) in self.linked:
+                break  # a link: nothing exists below it
+        found.reverse()
+        return found
+
+    def _match(self, address: IPAddress, sender: str, plen: int, network_int: int, directory: str) -> Match:
+        version = address.version
+        network = ipaddress.ip_network((network_int, plen)) if version == 4 else ipaddress.IPv6Network((network_int, plen))
+        via = directory if (version, plen, network_int) in self.linked else None
+        return Match(sender, network, os.path.join(self.tree.db, directory, sender_to_name(sender)), via)
+
+    @staticmethod
+    def level_path(version: int, plen: int, network_int: int) -> str:
+        """The directory (relative to db/) of a level: ``ip4/57/129/134``."""
+        if version == 4:
+            parts = [str((network_int >> (24 - 8 * i)) & 0xFF) for i in range(plen // 8)]
+            return "ip4/" + "/".join(parts)
+        parts = [f"{(network_int >> (112 - 16 * i)) & 0xFFFF:04x}" for i in range(plen // 16)]
+        return "ip6/" + "/".join(parts)
+
+    # -- changes (hold self.lock) ------------------------------------------
+
+    def set_entries(self, directory: str, senders: Iterable[str]) -> None:
+        """Replace the entries of one physical directory."""
+        new = tuple(sorted(set(senders)))
+        old = self.entries.get(directory, ())
+        if new == old:
+            return
+        for sender in set(old) - set(new):
+            self._unhash(sender)
+        for sender in set(new) - set(old):
+            self._hash(sender)
+        if new:
+            self.entries[directory] = new
+        else:
+            self.entries.pop(directory, None)
+        self._changed()
+
+    def set_level(self, version: int, plen: int, network_int: int, directory: str | None,
+                  linked: bool = False) -> None:
+        """Point a level at a physical directory (its own, or a link's target), or drop it."""
+        table = self.levels[(version, plen)]
+        key = (version, plen, network_int)
+        if directory is None:
+            if table.pop(network_int, None) is not None:
+                self.starts[version].discard(network_int)
+                self.linked.discard(key)
+                self._changed()
+            return
+        if table.get(network_int) == directory and (key in self.linked) == linked:
+            return
+        if network_int not in table:
+            self.starts[version].add(network_int)
+        table[network_int] = directory
+        (self.linked.add if linked else self.linked.discard)(key)
+        self._changed()
+
+    def levels_below(self, version: int, plen: int, network_int: int) -> list[tuple[int, int, str]]:
+        """(prefixlen, network int, directory) of every level strictly inside a network."""
+        width = WIDTH[version]
+        end = network_int + (1 << (width - plen)) - 1
+        found = []
+        for start in sorted(set(self.starts[version].irange(network_int, end))):
+            for deeper in range(plen + LEVEL_BITS[version], width + 1, LEVEL_BITS[version]):
+                directory = self.levels[(version, deeper)].get(start)
+                if directory is not None:
+                    found.append((deeper, start, directory))
+        return found
+
+    def drop_below(self, version: int, plen: int, network_int: int) -> None:
+        """Forget every level inside a network (its directory went, or became a link)."""
+        for deeper, start, directory in self.levels_below(version, plen, network_int):
+            if (version, deeper, start) not in self.linked:
+                self.set_entries(directory, ())
+            self.set_level(version, deeper, start, None)
+
+    def _hash(self, sender: str) -> None:
+        count = self._refs.get(sender, 0)
+        self._refs[sender] = count + 1
+        if count or sender == ANY_SENDER:
+            return
+        key = hash_key(sender)
+        self.hashes[key] = self.hashes.get(key, ()) + (sender,)
+
+    def _unhash(self, sender: str) -> None:
+        count = self._refs.get(sender, 0) - 1
+        if count > 0:
+            self._refs[sender] = count
+            return
+        self._refs.pop(sender, None)
+        if sender == ANY_SENDER:
+            return
+        key = hash_key(sender)
+        remaining = tuple(s for s in self.hashes.get(key, ()) if s != sender)
+        if remaining:
+            self.hashes[key] = remaining
+        else:
+            self.hashes.pop(key, None)
+
+    def _changed(self) -> None:
+        self.generation += 1
+        self.serial = max(self.serial + 1, int(time.time()))
