@@ -57,6 +57,13 @@ class Home:
         return self.settings("store", StoreSettings)
 
     @cached_property
+    def base_url(self) -> str:
+        """[web] base_url without a trailing slash: where DNS TXT, policy replies and mail point."""
+        table = self.config.get("web", {})
+        url = table.get("base_url", defaults.WEB_BASE_URL) if isinstance(table, dict) else defaults.WEB_BASE_URL
+        return str(url).rstrip("/")
+
+    @cached_property
     def whitelist(self) -> Whitelist:
         """The store, with every configured change listener attached."""
         self.db.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ import ipaddress
 import logging
 import signal
 from functools import cached_property
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from fswl.errors import BadInput, ServiceError
 from fswl.home import Home
@@ -16,11 +16,15 @@ from fswl.names import IPAddress
 from fswl.seen import SeenRecorder
 from fswl.store import Match
 
+if TYPE_CHECKING:
+    from fswl.index import Index
+
 log = logging.getLogger(__name__)
 
 #: Service name -> "module:factory"; a factory takes (Runtime, listen or None)
 #: and returns a Service.  Listed in the order they start.
 REGISTRY: dict[str, str] = {
+    "dns": "fswl.dns.service:make_service",
 }
 
 
@@ -71,17 +75,36 @@ class Runtime:
                 log.exception("admit hook failed for %s via %s", sender, address)
         return False
 
+    @cached_property
+    def index(self) -> Index:
+        """The in-memory index every service answers from, loaded and watching on first use."""
+        from fswl.index import Index
+
+        index = Index(self.whitelist)
+        index.start()
+        return index
+
+    @property
+    def base_url(self) -> str:
+        """Where the web pages are (the URL in reject texts, TXT records and mail)."""
+        return self.home.base_url
+
     def lookup(self, sender: str, address: str | IPAddress) -> Match | None:
-        """The store's lookup; may touch the disk, so async callers use :meth:`alookup`."""
-        return self.whitelist.lookup(sender, address)
+        """Whitelist.lookup's answer, from the shared in-memory index (no disk access)."""
+        return self.index.lookup(sender, address)
 
     async def alookup(self, sender: str, address: str | IPAddress) -> Match | None:
-        """A lookup that never blocks the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(None, self.lookup, sender, address)
+        """A lookup that never blocks the event loop (the index is memory only)."""
+        if "index" not in self.__dict__:
+            await asyncio.get_running_loop().run_in_executor(None, lambda: self.index)
+        return self.lookup(sender, address)
 
-    @cached_property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        return asyncio.get_running_loop()
+    def close(self) -> None:
+        """Stop what the services shared: the index watcher, the hit recorder."""
+        index = self.__dict__.pop("index", None)
+        if index is not None:
+            index.stop()
+        self.seen.stop()
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -132,4 +155,4 @@ async def run(services: list[Service], runtime: Runtime, ready: asyncio.Event | 
                 await service.stop()
             except Exception:
                 log.exception("stopping %s failed", service.name)
-        runtime.seen.stop()
+        runtime.close()

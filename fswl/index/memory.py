@@ -247,5 +247,6 @@ class MemoryIndex:
             self.hashes.pop(key, None)
 
     def _changed(self) -> None:
+        # The serial follows the clock, not a count, so a restart never lowers it.
         self.generation += 1
-        self.serial = max(self.serial + 1, int(time.time()))
+        self.serial = max(self.serial, int(time.time()))

@@ -1,0 +1,180 @@
+"""The DNS responder's sockets: UDP and TCP on asyncio, never larger than asked, never a crash."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import struct
+import time
+from typing import Callable
+
+from dnslib import DNSError, DNSRecord, QTYPE, RCODE
+
+from fswl.dns.resolver import CLASSIC_PAYLOAD, EDNS_PAYLOAD, WhitelistResolver
+
+log = logging.getLogger(__name__)
+
+#: Header bytes of a DNS message: the least a FORMERR reply needs.
+HEADER_BYTES = 12
+#: A TCP client that sends nothing for this long is dropped.
+TCP_IDLE_SECONDS = 10.0
+#: TCP messages are at most this long (RFC 1035 length prefix).
+MAX_TCP_MESSAGE = 65535
+
+
+def answer_datagram(resolver: WhitelistResolver, data: bytes, payload_limit: int | None = None) -> bytes | None:
+    """The wire reply to one query packet, or None when there is nothing safe to say.
+
+    Garbage gets no reply; a packet with a readable header but a bad body gets
+    a bare FORMERR header, never longer than what was sent. Replies that do
+    not fit the client's payload (512, or its EDNS0 size up to 1232) go out
+    truncated (TC=1), so the client retries over TCP.
+    """
+    try:
+        request = DNSRecord.parse(data)
+    except (DNSError, ValueError, IndexError, struct.error, UnicodeError):
+        return _formerr(data)
+    if request.header.qr:
+        return None  # a response: answering it could loop two servers
+    try:
+        reply = resolver.resolve(request)
+        wire = reply.pack()
+    except Exception:  # fail safe: one odd question must not take the responder down
+        log.exception("resolving %s failed", request.q.qname if request.questions else "?")
+        return _formerr(data, RCODE.SERVFAIL)
+    limit = payload_limit or _payload_limit(request)
+    if len(wire) > limit:
+        reply.rr, reply.auth = [], []
+        reply.ar = [rr for rr in reply.ar if rr.rtype == QTYPE.OPT]
+        reply.header.tc = 1
+        wire = reply.pack()
+    return wire
+
+
+def _payload_limit(request: DNSRecord) -> int:
+    for rr in request.ar:
+        if rr.rtype == QTYPE.OPT:
+            return max(CLASSIC_PAYLOAD, min(rr.rclass, EDNS_PAYLOAD))
+    return CLASSIC_PAYLOAD
+
+
+def _formerr(data: bytes, rcode: int = RCODE.FORMERR) -> bytes | None:
+    if len(data) < HEADER_BYTES or data[2] & 0x80:
+        return None
+    flags = ((data[2] & 0x79) | 0x80) << 8 | rcode  # QR set, opcode and RD kept, AA/TC cleared
+    return data[:2] + struct.pack("!HHHHH", flags, 0, 0, 0, 0)
+
+
+class RateLimiter:
+    """Answers per second per client network (/24, /56): a token bucket each, bounded in memory."""
+
+    MAX_CLIENTS = 100_000
+
+    def __init__(self, per_second: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_second = per_second
+        self.clock = clock
+        self.buckets: dict[bytes, tuple[float, float]] = {}
+
+    def allow(self, host: str) -> bool:
+        try:
+            packed = socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+        except OSError:
+            return True
+        key = packed[:3] if len(packed) == 4 else packed[:7]
+        now = self.clock()
+        tokens, stamp = self.buckets.get(key, (float(self.per_second), now))
+        tokens = min(float(self.per_second), tokens + (now - stamp) * self.per_second)
+        if len(self.buckets) >= self.MAX_CLIENTS and key not in self.buckets:
+            self.buckets.clear()
+        if tokens < 1:
+            self.buckets[key] = (tokens, now)
+            return False
+        self.buckets[key] = (tokens - 1, now)
+        return True
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, resolver: WhitelistResolver, limiter: RateLimiter | None) -> None:
+        self.resolver = resolver
+        self.limiter = limiter
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:  # type: ignore[override]
+        if self.limiter is not None and not self.limiter.allow(addr[0]):
+            return
+        wire = answer_datagram(self.resolver, data)
+        if wire is not None and self.transport is not None:
+            self.transport.sendto(wire, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("udp: %s", exc)
+
+
+class DnsServer:
+    """UDP and TCP listeners on one address, sharing one resolver."""
+
+    def __init__(self, resolver: WhitelistResolver, host: str, port: int, rrl_per_second: int = 0,
+                 reuse_port: bool = False, axfr: Callable[[str], list[bytes] | None] | None = None) -> None:
+        self.resolver = resolver
+        self.host = host
+        self.port = port
+        self.reuse_port = reuse_port
+        self.limiter = RateLimiter(rrl_per_second) if rrl_per_second else None
+        self.axfr = axfr
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.base_events.Server | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        udp = socket.socket(family, socket.SOCK_DGRAM)
+        if self.reuse_port:
+            udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        udp.bind((self.host, self.port))
+        self.port = udp.getsockname()[1]  # port 0: the kernel's choice, shared with TCP
+        self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self.resolver, self.limiter), sock=udp)
+        self._tcp = await asyncio.start_server(self._serve_tcp, self.host, self.port, reuse_address=True,
+                                               reuse_port=self.reuse_port or None)
+
+    async def stop(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+        if self._tcp is not None:
+            self._tcp.close()
+            await self._tcp.wait_closed()
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        try:
+            while True:
+                prefix = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_SECONDS)
+                (length,) = struct.unpack("!H", prefix)
+                data = await asyncio.wait_for(reader.readexactly(length), TCP_IDLE_SECONDS)
+                for wire in self._tcp_replies(data, peer[0]):
+                    writer.write(struct.pack("!H", len(wire)) + wire)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    def _tcp_replies(self, data: bytes, host: str) -> list[bytes]:
+        if self.axfr is not None and len(data) > HEADER_BYTES:
+            try:
+                request = DNSRecord.parse(data)
+                if request.questions and request.q.qtype == QTYPE.AXFR:
+                    return self.axfr(host) or [_refused(request)]
+            except (DNSError, ValueError, IndexError, struct.error, UnicodeError):
+                pass
+        wire = answer_datagram(self.resolver, data, payload_limit=MAX_TCP_MESSAGE)
+        return [wire] if wire is not None else []
+
+
+def _refused(request: DNSRecord) -> bytes:
+    reply = request.reply(ra=0, aa=0)
+    reply.header.rcode = RCODE.REFUSED
+    return reply.pack()
