@@ -75,6 +75,8 @@ def parse_question(labels: list[bytes]) -> Question | None:
     Labels compare case-insensitively; a name that is None here may still be
     an empty non-terminal (see :func:`is_reverse_prefix`).
     """
+    if 4 < len(labels) < 32 and all(len(label) == 1 and label[0] in _HEX_NIBBLES for label in labels):
+        return None  # an IPv6 nibble prefix (8.b.d.0.1.0.0.2), not a mailbox under an IPv4 relay
     split = split_reverse(labels)
     if split is None:
         return None

@@ -39,7 +39,7 @@ def answer_datagram(resolver: WhitelistResolver, data: bytes, payload_limit: int
         return None  # a response: answering it could loop two servers
     try:
         reply = resolver.resolve(request)
-        wire = reply.pack()
+        wire = bytes(reply.pack())
     except Exception:  # fail safe: one odd question must not take the responder down
         log.exception("resolving %s failed", request.q.qname if request.questions else "?")
         return _formerr(data, RCODE.SERVFAIL)
@@ -48,7 +48,7 @@ def answer_datagram(resolver: WhitelistResolver, data: bytes, payload_limit: int
         reply.rr, reply.auth = [], []
         reply.ar = [rr for rr in reply.ar if rr.rtype == QTYPE.OPT]
         reply.header.tc = 1
-        wire = reply.pack()
+        wire = bytes(reply.pack())
     return wire
 
 

@@ -119,7 +119,7 @@ class MemoryIndex:
             yield from self.entries.get(directory, ())
 
     def has_levels_within(self, network: IPNetwork) -> bool:
-        """True if some level directory lies inside or covers ``network``."""
+        """True if some level lies inside ``network``, or one with entries covers it."""
         start = int(network.network_address)
         end = int(network.broadcast_address)
         starts = self.starts[network.version]
@@ -129,7 +129,8 @@ class MemoryIndex:
         bits = LEVEL_BITS[network.version]
         for plen in range(bits, network.prefixlen + 1, bits):
             shift = WIDTH[network.version] - plen
-            if (start >> shift << shift) in self.levels[(network.version, plen)]:
+            directory = self.levels[(network.version, plen)].get(start >> shift << shift)
+            if directory is not None and self.entries.get(directory):
                 return True
         return False
 
