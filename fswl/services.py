@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 #: and returns a Service.  Listed in the order they start.
 REGISTRY: dict[str, str] = {
     "dns": "fswl.dns.service:make_service",
+    "policy": "fswl.policy.service:make_service",
 }
 
 
