@@ -96,7 +96,10 @@ class _Handler(FileSystemEventHandler):
         self.prefix = index.tree.db + os.sep
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type in ("opened", "closed", "closed_no_write"):
+        # Only creation, deletion and renames change what is listed; "modified"
+        # is an mtime refresh (the hit recorder's own) or an entry list that
+        # the created/deleted events already describe.
+        if event.event_type not in ("created", "deleted", "moved"):
             return
         for path in (event.src_path, getattr(event, "dest_path", "")):
             if isinstance(path, bytes):
