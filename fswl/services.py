@@ -28,6 +28,11 @@ REGISTRY: dict[str, str] = {
     "policy": "fswl.policy.service:make_service",
 }
 
+#: Parts that attach hooks to every Runtime, whichever services run
+#: ("module:function", called with the Runtime): verification on a miss,
+#: reputation quotas on an unlisted pair.
+EXTENSIONS: list[str] = []
+
 
 class Service(Protocol):
     """One listening part of fswl."""
@@ -57,6 +62,11 @@ class Runtime:
         #: Called as hook(sender, address) -> bool for an unlisted pair; any
         #: True admits this one message (reputation throttling registers here).
         self.admit_hooks: list[Callable[[str, IPAddress], bool]] = []
+        #: Called with no arguments by close(), last first (extensions' cleanup).
+        self.close_hooks: list[Callable[[], None]] = []
+        for spec in EXTENSIONS:
+            module, _, function = spec.partition(":")
+            getattr(importlib.import_module(module), function)(self)
 
     def on_miss(self, sender: str, address: IPAddress) -> None:
         """A lookup missed; hand it to the miss hooks. Never raises."""
@@ -101,7 +111,12 @@ class Runtime:
         return self.lookup(sender, address)
 
     def close(self) -> None:
-        """Stop what the services shared: the index watcher, the hit recorder."""
+        """Stop what the services shared: extensions, the index watcher, the hit recorder."""
+        for hook in reversed(self.close_hooks):
+            try:
+                hook()
+            except Exception:
+                log.exception("closing an extension failed")
         index = self.__dict__.pop("index", None)
         if index is not None:
             index.stop()
