@@ -31,7 +31,9 @@ REGISTRY: dict[str, str] = {
 #: Parts that attach hooks to every Runtime, whichever services run
 #: ("module:function", called with the Runtime): verification on a miss,
 #: reputation quotas on an unlisted pair.
-EXTENSIONS: list[str] = []
+EXTENSIONS: list[str] = [
+    "fswl.reputation.service:attach",
+]
 
 
 class Service(Protocol):

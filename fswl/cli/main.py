@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "import_cmd",
     "serve_cmd",
     "spf_cmd",
+    "reputation_cmd",
 ]
 
 
