@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "serve_cmd",
     "spf_cmd",
     "reputation_cmd",
+    "correlate_cmd",
 ]
 
 
