@@ -10,6 +10,9 @@ from typing import Iterator
 from dnslib import QTYPE, RCODE, RR, DNSLabel
 from dnslib.server import DNSLogger, DNSServer
 
+#: Ports tried for one free on both UDP and TCP.
+BIND_ATTEMPTS = 20
+
 
 class ZoneResolver:
     """Answers from master-file text: NXDOMAIN for unknown names, NODATA for other types.
@@ -50,9 +53,16 @@ class ZoneResolver:
 def authoritative_dns(resolver: ZoneResolver) -> Iterator[int]:
     """Serve ``resolver`` on 127.0.0.1 over UDP and TCP (same port); yield the port."""
     quiet = DNSLogger(log="-request,-reply,-truncated,-error,-recv,-send,-data")
-    udp = DNSServer(resolver, address="127.0.0.1", port=0, logger=quiet)
-    port = udp.server.server_address[1]
-    tcp = DNSServer(resolver, address="127.0.0.1", port=port, tcp=True, logger=quiet)
+    for _attempt in range(BIND_ATTEMPTS):
+        udp = DNSServer(resolver, address="127.0.0.1", port=0, logger=quiet)
+        port = udp.server.server_address[1]
+        try:
+            tcp = DNSServer(resolver, address="127.0.0.1", port=port, tcp=True, logger=quiet)
+            break
+        except OSError:  # the kernel's free UDP port is taken on TCP: pick another
+            udp.server.server_close()
+    else:
+        raise OSError(f"no port free on both UDP and TCP after {BIND_ATTEMPTS} attempts")
     udp.start_thread()
     tcp.start_thread()
     try:
