@@ -15,6 +15,7 @@ import fcntl
 import os
 import re
 import tempfile
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,11 @@ class Ledger:
 
     def __init__(self, home_root: str | os.PathLike[str]) -> None:
         self.dir = Path(home_root).joinpath(*LEDGER_DIR)
+        # Every source's claims, read once per Ledger (one CLI run) and kept
+        # current by save(): an SPF import of a thousand domains must not
+        # read a thousand ledgers a thousand times.
+        self._cache: dict[str, set[Claim]] | None = None
+        self._counts: Counter[Claim] = Counter()
 
     def path(self, source: str) -> Path:
         return self.dir / (source + LEDGER_SUFFIX)
@@ -72,6 +78,11 @@ class Ledger:
 
     def claims(self, source: str) -> set[Claim]:
         """What ``source`` created and still lists; empty for a new source."""
+        if self._cache is not None:
+            return set(self._cache.get(source, ()))
+        return self._read(source)
+
+    def _read(self, source: str) -> set[Claim]:
         try:
             text = self.path(source).read_text(encoding="utf-8", errors="surrogateescape")
         except FileNotFoundError:
@@ -83,18 +94,22 @@ class Ledger:
                 claims.add((sender, parse_relay(network)))
         return claims
 
-    def others(self, source: str) -> set[Claim]:
-        """What every other source claims."""
-        found: set[Claim] = set()
-        for other in self.sources():
-            if other != source:
-                found |= self.claims(other)
-        return found
+    def claimed_elsewhere(self, source: str, claim: Claim) -> bool:
+        """Whether a source other than ``source`` claims ``claim``."""
+        if self._cache is None:
+            self._cache = {name: self._read(name) for name in self.sources()}
+            self._counts = Counter(c for claims in self._cache.values() for c in claims)
+        return self._counts[claim] - (claim in self._cache.get(source, ())) > 0
 
     def save(self, source: str, claims: Iterable[Claim]) -> None:
         """Replace the ledger of ``source`` atomically."""
+        claims = set(claims)
         lines = sorted(f"{sender}\t{network}\n" for sender, network in claims)
         write_atomic(self.path(source), "".join(lines))
+        if self._cache is not None:
+            self._counts.subtract(self._cache.get(source, ()))
+            self._counts.update(claims)
+            self._cache[source] = claims
 
     @contextmanager
     def locked(self, source: str) -> Iterator[None]:
@@ -129,10 +144,9 @@ def replace_source(wl: Whitelist, ledger: Ledger, source: str, wanted: Iterable[
                 by_sender.setdefault(sender, []).append(piece)
     with ledger.locked(source):
         old = ledger.claims(source)
-        others = ledger.others(source)
         claims = {c for c in old if keep(c)}
         for claim in pieces:
-            if claim in old or claim in others or not _exists(wl, claim):
+            if claim in old or ledger.claimed_elsewhere(source, claim) or not _exists(wl, claim):
                 claims.add(claim)
             else:
                 report.not_claimed += 1
@@ -145,7 +159,7 @@ def replace_source(wl: Whitelist, ledger: Ledger, source: str, wanted: Iterable[
             report.added += write(sender, networks)
         report.listed = len(pieces)
         for claim in sorted(old - claims, key=_order):
-            if claim in pieces or claim in others:
+            if claim in pieces or ledger.claimed_elsewhere(source, claim):
                 continue
             wl.remove(*claim)
             report.removed.append(claim)

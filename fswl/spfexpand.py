@@ -22,7 +22,7 @@ import dns.rdatatype
 import dns.resolver
 import spf
 
-from fswl.errors import BadRelay
+from fswl.errors import BadInput, BadRelay
 from fswl.names import LEVEL_BITS, IPNetwork, boundary_networks
 
 #: Mechanisms that cost one DNS lookup (RFC 7208 4.6.4).
@@ -53,7 +53,7 @@ class Resolver:
     """pyspf's DNS lookup function, on a chosen name server, remembering NXDOMAIN answers."""
 
     def __init__(self, nameserver: tuple[str, int] | None = None, timeout: float = 5.0) -> None:
-        self.resolver = dns.resolver.Resolver(configure=nameserver is None)
+        self.resolver = system_resolver() if nameserver is None else dns.resolver.Resolver(configure=False)
         if nameserver is not None:
             self.resolver.nameservers = [nameserver[0]]
             self.resolver.port = nameserver[1]
@@ -86,6 +86,26 @@ class Resolver:
             elif qtype == "PTR":
                 found.append(((name, qtype), rdata.target.to_text(True)))
         return found
+
+
+def system_resolver() -> dns.resolver.Resolver:
+    """A resolver configured from /etc/resolv.conf.
+
+    :raises BadInput: when the system has no name server configured.
+    """
+    try:
+        return dns.resolver.Resolver()
+    except dns.resolver.NoResolverConfiguration as exc:
+        raise BadInput(f"no name server configured on this system ({exc}); pass --nameserver IP[:PORT]") from None
+
+
+def parse_nameserver(text: str) -> tuple[str, int]:
+    """``IP``, ``IP:PORT``, ``[V6]:PORT`` or a bare IPv6 address -> (host, port); port 53 by default."""
+    from fswl.services import parse_listen
+
+    if text.startswith("[") or text.count(":") == 1:
+        return parse_listen(text)
+    return parse_listen(f"[{text}]:53" if ":" in text else f"{text}:53")
 
 
 @contextmanager

@@ -139,3 +139,29 @@ def test_import_source_replaces_only_its_own_entries(home, fswl) -> None:
     assert relays == ["ip4/192/0/2/7/*"]
     bad = fswl("import", "--source", "../x", "-", input="")
     assert bad.returncode == 2 and "Not a source name" in bad.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (("import-spf",), "no domains given"),
+    (("import-spf", "a.example", "--nameserver", "nonsense"), "not a listen address"),
+    (("import-spf", "a.example", "--nameserver", "127.0.0.1:99999"), "not a listen address"),
+])
+def test_bad_input_is_one_line_and_exit_2(fswl, args, message: str) -> None:
+    result = fswl(*args)
+    assert result.returncode == 2 and message in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_nameservers_parse() -> None:
+    from fswl.spfexpand import parse_nameserver
+
+    assert parse_nameserver("192.0.2.1") == ("192.0.2.1", 53)
+    assert parse_nameserver("192.0.2.1:5300") == ("192.0.2.1", 5300)
+    assert parse_nameserver("2001:db8::1") == ("2001:db8::1", 53)
+    assert parse_nameserver("[2001:db8::1]:5300") == ("2001:db8::1", 5300)
+
+
+def test_dry_run_changes_nothing(home, fswl, dns_zone) -> None:
+    _, server = dns_zone
+    result = fswl("import-spf", "main.example", "--nameserver", server, "--dry-run")
+    assert result.returncode == 0 and "*@main.example 192.0.2.0/24" in result.stdout
+    assert entries(home, "main.example") == [] and not (home.root / "state").exists()

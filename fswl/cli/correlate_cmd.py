@@ -88,11 +88,13 @@ def _ptr_lookup(nameserver: str | None):
     import dns.resolver
     import dns.reversename
 
-    from fswl.cli.spf_cmd import _parse_nameserver
+    from fswl.spfexpand import parse_nameserver
 
-    resolver = dns.resolver.Resolver(configure=nameserver is None)
+    from fswl.spfexpand import system_resolver
+
+    resolver = system_resolver() if nameserver is None else dns.resolver.Resolver(configure=False)
     if nameserver:
-        host, port = _parse_nameserver(nameserver)
+        host, port = parse_nameserver(nameserver)
         resolver.nameservers, resolver.port = [host], port
     resolver.lifetime = 3.0
 

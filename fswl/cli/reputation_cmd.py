@@ -30,7 +30,8 @@ def show(obj, ip: str) -> None:
     table = Reputation(settings)
     table.apply(EventLog.of(obj.home).read())
     key = table.key(address)
-    listed = [listing.sender for listing in obj.home.whitelist.entries(key)]
+    # the senders listed at the address's own levels, as the policy service counts them
+    listed = [listing.sender for listing in obj.home.whitelist.entries(key) if address in listing.network]
     score = table.score(address, listed)
     state = "" if settings.enabled else " ([reputation] enabled is false: the policy service does not use it)"
     click.echo(f"relay {score.key}{state}")

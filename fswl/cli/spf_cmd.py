@@ -28,7 +28,7 @@ def import_spf(obj, domains: tuple[str, ...], from_file, nameserver: str | None,
     """
     from fswl.errors import BadInput, BadSender
     from fswl.names import parse_domain
-    from fswl.spfexpand import Resolver, SpfSettings
+    from fswl.spfexpand import Resolver, SpfSettings, parse_nameserver
 
     settings = obj.home.settings("spf", SpfSettings)
     names = list(domains)
@@ -38,7 +38,7 @@ def import_spf(obj, domains: tuple[str, ...], from_file, nameserver: str | None,
     if not names:
         raise BadInput("no domains given; name them or pass --from-file FILE")
     server = nameserver if nameserver is not None else settings.nameserver
-    address = _parse_nameserver(server) if server else None
+    address = parse_nameserver(server) if server else None
     resolver = Resolver(address, timeout or settings.timeout)
     failed = 0
     for name in names:
@@ -93,11 +93,3 @@ def _import_one(home, domain: str, resolver, settings, dry_run: bool) -> bool:
             click.echo(f"  removed {sender} {network} (left the record)")
     return expansion.ok
 
-
-def _parse_nameserver(text: str) -> tuple[str, int]:
-    """``IP``, ``IP:PORT``, ``[V6]:PORT`` or a bare IPv6 address -> (host, port); port 53 by default."""
-    from fswl.services import parse_listen
-
-    if text.startswith("[") or text.count(":") == 1:
-        return parse_listen(text)
-    return parse_listen(f"[{text}]:53" if ":" in text else f"{text}:53")

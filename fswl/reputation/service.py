@@ -49,6 +49,7 @@ class ReputationService:
         self.thread.start()
 
     def stop(self) -> None:
+        """Stop following the log and write what is pending."""
         self.stop_event.set()
         if self.thread is not None:
             self.thread.join()
