@@ -18,6 +18,8 @@ from fswl.errors import BadRelay
 from fswl.history import Event
 from fswl.names import IPAddress, IPNetwork, parse_address
 
+Key = tuple[int, int]  #: (IP version, address or /64 as an int)
+
 #: The window a quota counts over.
 HOUR = 3600.0
 DAY = 86400.0
@@ -77,19 +79,38 @@ class Score:
     first_seen: float | None = None
 
 
+@dataclass
+class _Facts:
+    """What a quota is computed from, read under the lock."""
+
+    confirmed: int = 0
+    spf_domains: int = 0
+    age_days: float = 0.0
+    abuse: int = 0
+    last_abuse: float = 0.0
+    used: int = 0
+    first: float | None = None
+
+
 class Reputation:
     """The quota table: fed events, asked per unlisted message. Thread-safe."""
 
     def __init__(self, settings: ReputationSettings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.clock = clock
-        self.records: OrderedDict[IPNetwork, Record] = OrderedDict()
+        self.records: OrderedDict[Key, Record] = OrderedDict()
         self.lock = threading.Lock()
 
     def key(self, address: IPAddress) -> IPNetwork:
         """The relay a quota belongs to: the IPv4 address, or the IPv6 /64 (ipv6_prefix)."""
         plen = 32 if address.version == 4 else self.settings.ipv6_prefix
         return ipaddress.ip_network((address, plen), strict=False)
+
+    def _key(self, address: IPAddress) -> Key:
+        # a tuple of ints: building an ipaddress network per request costs more than the rest
+        if address.version == 4:
+            return (4, int(address))
+        return (6, int(address) >> (128 - self.settings.ipv6_prefix))
 
     def apply(self, events: Iterable[Event]) -> int:
         """Fold events into the table; returns how many were used."""
@@ -100,7 +121,7 @@ class Reputation:
                     address = parse_address(event.ip)
                 except BadRelay:
                     continue
-                record = self._record(self.key(address), event.time)
+                record = self._record(self._key(address), event.time)
                 record.first = min(record.first, event.time)
                 record.last = max(record.last, event.time)
                 if event.kind == "confirm" and event.sender:
@@ -115,51 +136,63 @@ class Reputation:
         return used
 
     def score(self, address: IPAddress, listed: Iterable[str] = ()) -> Score:
-        """The quota for ``address`` now; ``listed`` are senders the tree lists there (evidence too)."""
-        key = self.key(address)
-        now = self.clock()
+        """The quota for ``address`` now, explained; ``listed`` are senders the tree lists there (evidence too)."""
         settings = self.settings
-        with self.lock:
-            record = self.records.get(key)
-            confirmed = set(record.confirmed) if record else set()
-            spf_domains = len(record.spf_domains) if record else 0
-            abuse = list(record.abuse) if record else []
-            used = sum(1 for t in record.admitted if now - t < HOUR) if record else 0
-            first = record.first if record else None
-        for sender in listed:
-            if "@" in sender and not sender.startswith("*@") and len(confirmed) < MAX_SENDERS:
-                confirmed.add(sender)
-        age_days = (now - first) / DAY if first is not None else 0.0
+        facts = self._facts(self._key(address), listed)
         parts = [
             ("base quota", float(settings.base_quota)),
-            (f"{len(confirmed)} confirmed or listed sender(s) x {settings.per_confirmed}",
-             float(len(confirmed) * settings.per_confirmed)),
-            (f"{spf_domains} domain(s) with an SPF pass x {settings.per_spf_pass}",
-             float(spf_domains * settings.per_spf_pass)),
-            (f"{age_days:.1f} day(s) since first recorded x {settings.per_day:g}", age_days * settings.per_day),
+            (f"{facts.confirmed} confirmed or listed sender(s) x {settings.per_confirmed}",
+             float(facts.confirmed * settings.per_confirmed)),
+            (f"{facts.spf_domains} domain(s) with an SPF pass x {settings.per_spf_pass}",
+             float(facts.spf_domains * settings.per_spf_pass)),
+            (f"{facts.age_days:.1f} day(s) since first recorded x {settings.per_day:g}",
+             facts.age_days * settings.per_day),
         ]
-        quota = min(settings.max_quota, int(sum(value for _, value in parts)))
         blocked = ""
-        recent = [t for t in abuse if now - t < settings.abuse_days * DAY]
-        if recent:
-            until = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(max(recent) + settings.abuse_days * DAY))
-            blocked = f"{len(recent)} abuse report(s) in the last {settings.abuse_days:g} days: zero until {until}"
-            quota = 0
-        return Score(key, max(quota, 0), used, parts, blocked, first)
+        if facts.abuse:
+            until = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(facts.last_abuse + settings.abuse_days * DAY))
+            blocked = f"{facts.abuse} abuse report(s) in the last {settings.abuse_days:g} days: zero until {until}"
+        return Score(self.key(address), self._quota(facts), facts.used, parts, blocked, facts.first)
 
     def admit(self, address: IPAddress, listed: Iterable[str] = ()) -> bool:
         """Whether one more message from this unlisted relay fits its quota; counts it if so."""
-        score = self.score(address, listed)
-        if score.used >= score.quota:
+        key = self._key(address)
+        facts = self._facts(key, listed)
+        if facts.used >= self._quota(facts):
             return False
         now = self.clock()
         with self.lock:
-            record = self._record(score.key, now)
+            record = self._record(key, now)
             record.last = now
             self._note_admitted(record, now)
         return True
 
-    def _record(self, key: IPNetwork, when: float) -> Record:
+    def _facts(self, key: Key, listed: Iterable[str]) -> _Facts:
+        now = self.clock()
+        with self.lock:
+            record = self.records.get(key)
+            if record is None:
+                facts = _Facts()
+            else:
+                recent = [t for t in record.abuse if now - t < self.settings.abuse_days * DAY]
+                facts = _Facts(len(record.confirmed), len(record.spf_domains), (now - record.first) / DAY,
+                               len(recent), max(recent, default=0.0),
+                               sum(1 for t in record.admitted if now - t < HOUR), record.first)
+            extra = [s for s in listed if "@" in s and not s.startswith("*@")]
+            if extra:
+                known = record.confirmed if record is not None else set()
+                facts.confirmed = min(MAX_SENDERS, facts.confirmed + len(set(extra) - known))
+        return facts
+
+    def _quota(self, facts: _Facts) -> int:
+        if facts.abuse:
+            return 0
+        s = self.settings
+        total = (s.base_quota + facts.confirmed * s.per_confirmed + facts.spf_domains * s.per_spf_pass
+                 + facts.age_days * s.per_day)
+        return max(0, min(s.max_quota, int(total)))
+
+    def _record(self, key: Key, when: float) -> Record:
         record = self.records.get(key)
         if record is None:
             record = self.records[key] = Record(when, when)
