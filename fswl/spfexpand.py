@@ -13,6 +13,7 @@ would evaluate an IPv4 or an IPv6 client.
 from __future__ import annotations
 
 import ipaddress
+import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -24,6 +25,8 @@ import spf
 
 from fswl.errors import BadInput, BadRelay
 from fswl.names import LEVEL_BITS, IPNetwork, boundary_networks
+
+log = logging.getLogger(__name__)
 
 #: Mechanisms that cost one DNS lookup (RFC 7208 4.6.4).
 LOOKUP_TERMS = ("include", "a", "mx", "ptr", "exists")
@@ -138,6 +141,9 @@ def expand(domain: str, resolver: Resolver) -> Expansion:
                 result.errors[version] = _permerror(exc)
             except _NoRecord as exc:
                 result.errors[version] = str(exc)
+            except Exception as exc:  # a record pyspf trips over must not stop the other domains
+                log.debug("expanding %s failed", domain, exc_info=True)
+                result.errors[version] = f"cannot expand: {type(exc).__name__}: {exc}"
             result.lookups = max(result.lookups, query.lookups)
             result.notes.extend(n for n in notes if n not in result.notes)
     return result

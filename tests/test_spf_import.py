@@ -165,3 +165,19 @@ def test_dry_run_changes_nothing(home, fswl, dns_zone) -> None:
     result = fswl("import-spf", "main.example", "--nameserver", server, "--dry-run")
     assert result.returncode == 0 and "*@main.example 192.0.2.0/24" in result.stdout
     assert entries(home, "main.example") == [] and not (home.root / "state").exists()
+
+
+def test_a_family_that_fails_keeps_its_earlier_import(home, fswl, dns_zone) -> None:
+    resolver, server = dns_zone
+    hosts = "".join(f"h{n}.fam.example. A 198.18.0.{n}\n" for n in (1, 2, 3))
+    resolver.load(ZONE + 'fam.example. TXT "v=spf1 ip4:198.19.3.0/24 ip6:2001:db8:77::/48 -all"\n' + hosts)
+    assert fswl("import-spf", "fam.example", "--nameserver", server).returncode == 0
+    # three a: terms without AAAA: three void lookups for an IPv6 client, a permerror for IPv6 only
+    resolver.load(ZONE + 'fam.example. TXT "v=spf1 ip4:198.19.4.0/24 ip6:2001:db8:78::/48 '
+                  'a:h1.fam.example a:h2.fam.example a:h3.fam.example -all"\n' + hosts)
+    result = fswl("import-spf", "fam.example", "--nameserver", server)
+    assert result.returncode == 1
+    assert "fam.example: error (IPv6): permerror: Void lookup limit of 2 exceeded" in result.stdout
+    assert entries(home, "fam.example") == sorted([
+        "ip4/198/18/0/1/*@fam.example", "ip4/198/18/0/2/*@fam.example", "ip4/198/18/0/3/*@fam.example",
+        "ip4/198/19/4/*@fam.example", "ip6/2001/0db8/0077/*@fam.example"])
