@@ -65,10 +65,12 @@ class Proposal:
     names: dict[IPAddress, str] = field(default_factory=dict)
 
 
-def sender_sets(listings: Iterable[Listing], events: Iterable[Event]) -> dict[IPAddress, set[str]]:
+def sender_sets(listings: Iterable[Listing], events: Iterable[Event],
+                names: dict[IPAddress, str] | None = None) -> dict[IPAddress, set[str]]:
     """The senders known at each single relay (/32, /128): exact tree entries and log events.
 
-    Relays already linked to a group are left out: they are grouped.
+    Relays already linked to a group are left out: they are grouped.  Host
+    names recorded with events are put in ``names``.
     """
     sets: dict[IPAddress, set[str]] = defaultdict(set)
     linked: set[IPAddress] = set()
@@ -84,9 +86,12 @@ def sender_sets(listings: Iterable[Listing], events: Iterable[Event]) -> dict[IP
     for event in events:
         if event.kind in SENDER_EVENTS and event.sender and not event.sender.startswith("*@"):
             try:
-                sets[parse_address(event.ip)].add(event.sender)
+                relay = parse_address(event.ip)
             except BadRelay:
                 continue
+            sets[relay].add(event.sender)
+            if event.name and names is not None:
+                names[relay] = event.name
     return {relay: senders for relay, senders in sets.items() if relay not in linked}
 
 
@@ -133,20 +138,21 @@ def relatedness(a: IPAddress, b: IPAddress, names: dict[IPAddress, str]) -> str:
 
 
 def propose(sets: dict[IPAddress, set[str]], threshold: float, min_senders: int, force: bool = False,
-            name_of: Callable[[IPAddress], str] | None = None) -> tuple[list[Proposal], list[Pair]]:
+            name_of: Callable[[IPAddress], str] | None = None,
+            recorded: dict[IPAddress, str] | None = None) -> tuple[list[Proposal], list[Pair]]:
     """The proposed groups, and the similar pairs held apart as unrelated networks.
 
-    ``name_of`` gives a relay's host name (a PTR lookup); it is asked only
-    about relays in pairs that cross networks.
+    ``recorded`` are host names the event log holds; ``name_of`` looks up
+    the others (PTR), asked only about relays in pairs that cross networks.
     """
-    names: dict[IPAddress, str] = {}
+    names: dict[IPAddress, str] = dict(recorded or {})
     kept: list[Pair] = []
     held: list[Pair] = []
     for pair in similar_pairs(sets, threshold, min_senders):
         why = relatedness(pair.a, pair.b, names)
         if not why and name_of is not None:
             for relay in (pair.a, pair.b):
-                if relay not in names:
+                if not names.get(relay):
                     names[relay] = name_of(relay)
             why = relatedness(pair.a, pair.b, names)
         if not why and force:

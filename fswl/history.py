@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
 
 from fswl.errors import BadInput
-from fswl.names import parse_address, parse_sender
+from fswl.names import parse_address, parse_domain, parse_sender
 
 if TYPE_CHECKING:
     from fswl.home import Home
@@ -60,6 +60,7 @@ class Event:
     ip: str  #: the relay, canonical text
     sender: str = ""  #: canonical sender, or "" when the event is about the relay only
     origin: str = ""  #: the process that wrote it, when it must recognise its own events
+    name: str = ""  #: the relay's host name (Postfix's client_name, a PTR), when known
 
     def to_line(self) -> str:
         fields = {"t": round(self.time, 3), "k": self.kind, "ip": self.ip}
@@ -67,6 +68,8 @@ class Event:
             fields["s"] = self.sender
         if self.origin:
             fields["o"] = self.origin
+        if self.name:
+            fields["n"] = self.name
         return json.dumps(fields, separators=(",", ":"), ensure_ascii=False) + "\n"
 
     @classmethod
@@ -75,21 +78,23 @@ class Event:
         try:
             fields = json.loads(line)
             event = cls(float(fields["t"]), str(fields["k"]), str(fields["ip"]), str(fields.get("s", "")),
-                        str(fields.get("o", "")))
+                        str(fields.get("o", "")), str(fields.get("n", "")))
         except (ValueError, KeyError, TypeError):
             return None
         return event if event.kind in KINDS else None
 
 
-def make_event(kind: str, ip: str, sender: str = "", when: float | None = None) -> Event:
-    """A checked event: the address and sender in canonical form.
+def make_event(kind: str, ip: str, sender: str = "", when: float | None = None, name: str = "") -> Event:
+    """A checked event: the address and sender in canonical form; ``name`` is the relay's host name.
 
-    :raises BadInput: for an unknown kind, a bad address or sender.
+    :raises BadInput: for an unknown kind, a bad address, sender or name.
     """
     if kind not in KINDS:
         raise BadInput(f"not an event kind: {kind!r} (known: {', '.join(KINDS)})")
+    if name in ("unknown", "[unknown]"):  # what Postfix says when the client has no valid name
+        name = ""
     return Event(time.time() if when is None else when, kind, str(parse_address(ip)),
-                 parse_sender(sender) if sender else "")
+                 parse_sender(sender) if sender else "", name=parse_domain(name) if name else "")
 
 
 class EventLog:
@@ -204,25 +209,29 @@ class Tail:
         return events
 
 
-def _record(home: Home, kind: str, ip: str, sender: str) -> None:
-    EventLog.of(home).append([make_event(kind, ip, sender)])
+def _record(home: Home, kind: str, ip: str, sender: str, name: str) -> None:
+    EventLog.of(home).append([make_event(kind, ip, sender, name=name)])
 
 
-def record_confirmation(home: Home, sender: str, ip: str) -> None:
-    """A sender confirmed a challenge for a relay (the verification code calls this)."""
-    _record(home, "confirm", ip, sender)
+def record_confirmation(home: Home, sender: str, ip: str, name: str = "") -> None:
+    """A sender confirmed a challenge for a relay (the verification code calls this).
+
+    ``name`` is the relay's host name if known (Postfix's client_name): relay
+    correlation groups relays across networks when their names agree.
+    """
+    _record(home, "confirm", ip, sender, name)
 
 
 def record_abuse(home: Home, ip: str, sender: str = "") -> None:
     """A forgery/abuse report about a relay, perhaps naming the sender (the relay's quota drops to 0)."""
-    _record(home, "abuse", ip, sender)
+    _record(home, "abuse", ip, sender, "")
 
 
-def record_spf_pass(home: Home, sender: str, ip: str) -> None:
+def record_spf_pass(home: Home, sender: str, ip: str, name: str = "") -> None:
     """The relay passed SPF for the sender's domain."""
-    _record(home, "spf_pass", ip, sender)
+    _record(home, "spf_pass", ip, sender, name)
 
 
-def record_seen(home: Home, sender: str, ip: str) -> None:
+def record_seen(home: Home, sender: str, ip: str, name: str = "") -> None:
     """A message from an unlisted pair was accepted (the reputation quota records its own in batches)."""
-    _record(home, "seen", ip, sender)
+    _record(home, "seen", ip, sender, name)

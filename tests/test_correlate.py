@@ -75,6 +75,16 @@ def test_forced_the_forwarder_joins_isp_a(history) -> None:
     assert held == []
 
 
+def test_names_recorded_with_events_join_networks_without_lookups(history) -> None:
+    EventLog.of(history).append(make_event("confirm", relay, "client0@b-customer0.example", name=f"smtp{i}.ispb.example")
+                                for i, relay in enumerate(ISP_B))
+    names: dict = {}
+    sets = sender_sets(walk(history.whitelist.tree), EventLog.of(history).read(), names)
+    proposals, _held = propose(sets, threshold=0.3, min_senders=3, recorded=names)
+    assert groups_of(proposals) == sorted([sorted(ISP_A), sorted(ISP_B)])
+    assert [p.name for p in proposals if len(p.relays) == 20 and str(p.relays[0]).startswith("198.")] == ["ispb.example"]
+
+
 def test_a_high_threshold_proposes_nothing(history) -> None:
     sets = sender_sets(walk(history.whitelist.tree), EventLog.of(history).read())
     assert propose(sets, threshold=0.9, min_senders=3) == ([], [])

@@ -160,10 +160,12 @@ def test_nameservers_parse() -> None:
     assert parse_nameserver("[2001:db8::1]:5300") == ("2001:db8::1", 5300)
 
 
-def test_dry_run_changes_nothing(home, fswl, dns_zone) -> None:
+def test_dry_run_changes_nothing_and_domains_come_from_a_file(home, fswl, dns_zone) -> None:
     _, server = dns_zone
-    result = fswl("import-spf", "main.example", "--nameserver", server, "--dry-run")
+    result = fswl("import-spf", "--from-file", "-", "--nameserver", server, "--dry-run",
+                  input="# the domains we trust\nmain.example\n\ninc2.example  # a partner\n")
     assert result.returncode == 0 and "*@main.example 192.0.2.0/24" in result.stdout
+    assert "*@inc2.example 100.64.0.0/16" in result.stdout and "2 of 2 domain(s) imported (dry run)" in result.stdout
     assert entries(home, "main.example") == [] and not (home.root / "state").exists()
 
 

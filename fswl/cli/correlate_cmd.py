@@ -14,7 +14,7 @@ def register(cli: click.Group) -> None:
 @click.command()
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0), help="Jaccard index of two relays' senders to call them similar (default: [correlate] threshold, 0.3).")
 @click.option("--min-senders", type=click.IntRange(min=1), help="Shared senders two similar relays need (default: [correlate] min_senders, 3).")
-@click.option("--ptr", is_flag=True, help="Look up the names of relays in different networks; one naming domain lets them group.")
+@click.option("--ptr", is_flag=True, help="Look up the names (PTR) of relays in different networks that have none recorded; one naming domain lets them group.")
 @click.option("--nameserver", metavar="IP[:PORT]", help="Ask this name server for --ptr (default: the system's).")
 @click.option("--force", is_flag=True, help="Group similar relays even across unrelated networks.")
 @click.option("--apply", "apply_", is_flag=True, help="Link the proposed groups (as `fswl link RELAY GROUP`).")
@@ -25,7 +25,8 @@ def correlate(obj, threshold: float | None, min_senders: int | None, ptr: bool, 
 
     The evidence is the senders listed at each relay and the event log's
     confirmations and admissions. Relays in different /16s (IPv6 /32s) are
-    grouped only when their names share a domain (--ptr) or with --force.
+    grouped only when their names share a domain (recorded with the events,
+    or looked up with --ptr) or with --force.
     """
     from fswl.correlate import CorrelateSettings, propose, sender_sets
     from fswl.history import EventLog
@@ -35,9 +36,10 @@ def correlate(obj, threshold: float | None, min_senders: int | None, ptr: bool, 
     threshold = settings.threshold if threshold is None else threshold
     min_senders = settings.min_senders if min_senders is None else min_senders
     wl = obj.home.whitelist
-    sets = sender_sets(walk(wl.tree), EventLog.of(obj.home).read())
+    names: dict = {}
+    sets = sender_sets(walk(wl.tree), EventLog.of(obj.home).read(), names)
     name_of = _ptr_lookup(nameserver) if ptr else None
-    proposals, held = propose(sets, threshold, min_senders, force=force, name_of=name_of)
+    proposals, held = propose(sets, threshold, min_senders, force=force, name_of=name_of, recorded=names)
     click.echo(f"{len(sets)} relays with known senders; J >= {threshold:g} and >= {min_senders} shared senders")
     for proposal in proposals:
         click.echo(f"proposed group {proposal.name}: {len(proposal.relays)} relays, "

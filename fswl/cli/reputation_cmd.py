@@ -48,14 +48,15 @@ def show(obj, ip: str) -> None:
 @click.argument("kind", type=click.Choice(["confirm", "abuse", "spf_pass"]))
 @click.argument("ip")
 @click.argument("sender", required=False, default="")
+@click.option("--name", default="", help="The relay's host name, if known (relay correlation uses it).")
 @click.pass_obj
-def record(obj, kind: str, ip: str, sender: str) -> None:
+def record(obj, kind: str, ip: str, sender: str, name: str) -> None:
     """Add an event to the log by hand: a confirmed SENDER, an abuse report, an SPF pass."""
     from fswl.errors import BadInput
     from fswl.history import EventLog, make_event
 
     if kind in ("confirm", "spf_pass") and not sender:
         raise BadInput(f"{kind} needs a SENDER, e.g. `fswl reputation record {kind} {ip} dave@example.org`")
-    event = make_event(kind, ip, sender)
+    event = make_event(kind, ip, sender, name=name)
     EventLog.of(obj.home).append([event])
     click.echo(f"recorded {kind} for {event.ip}" + (f" ({event.sender})" if event.sender else ""))
