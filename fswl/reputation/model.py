@@ -27,6 +27,8 @@ DAY = 86400.0
 MAX_SENDERS = 64
 #: Abuse report times remembered per relay.
 MAX_ABUSE = 8
+#: Events folded per hold of the lock.
+APPLY_CHUNK = 1000
 
 
 @dataclass(frozen=True)
@@ -113,27 +115,36 @@ class Reputation:
         return (6, int(address) >> (128 - self.settings.ipv6_prefix))
 
     def apply(self, events: Iterable[Event]) -> int:
-        """Fold events into the table; returns how many were used."""
+        """Fold events into the table; returns how many were used.
+
+        The lock is taken per chunk, so a large batch (a replay, another
+        process's burst) never holds up the policy service's event loop for long.
+        """
         used = 0
-        with self.lock:
-            for event in events:
-                try:
-                    address = parse_address(event.ip)
-                except BadRelay:
-                    continue
-                record = self._record(self._key(address), event.time)
-                record.first = min(record.first, event.time)
-                record.last = max(record.last, event.time)
-                if event.kind == "confirm" and event.sender:
-                    _add_capped(record.confirmed, event.sender)
-                elif event.kind == "spf_pass" and event.sender:
-                    _add_capped(record.spf_domains, event.sender.rpartition("@")[2])
-                elif event.kind == "abuse":
-                    record.abuse = sorted(record.abuse + [event.time])[-MAX_ABUSE:]
-                elif event.kind == "seen":
-                    self._note_admitted(record, event.time)
-                used += 1
+        batch = list(events)
+        for start in range(0, len(batch), APPLY_CHUNK):
+            with self.lock:
+                for event in batch[start : start + APPLY_CHUNK]:
+                    used += self._apply_one(event)
         return used
+
+    def _apply_one(self, event: Event) -> int:
+        try:
+            address = parse_address(event.ip)
+        except BadRelay:
+            return 0
+        record = self._record(self._key(address), event.time)
+        record.first = min(record.first, event.time)
+        record.last = max(record.last, event.time)
+        if event.kind == "confirm" and event.sender:
+            _add_capped(record.confirmed, event.sender)
+        elif event.kind == "spf_pass" and event.sender:
+            _add_capped(record.spf_domains, event.sender.rpartition("@")[2])
+        elif event.kind == "abuse":
+            record.abuse = sorted(record.abuse + [event.time])[-MAX_ABUSE:]
+        elif event.kind == "seen":
+            self._note_admitted(record, event.time)
+        return 1
 
     def score(self, address: IPAddress, listed: Iterable[str] = ()) -> Score:
         """The quota for ``address`` now, explained; ``listed`` are senders the tree lists there (evidence too)."""
