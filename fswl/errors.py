@@ -55,3 +55,7 @@ class ServiceError(FswlError):
     """{}"""
 
     exit_code = 1
+
+
+class BadSource(BadInput):
+    """Not a source name: {!r}. Use letters, digits, '.', '-' and '_' (at most 64)."""

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
 
 from fswl.errors import BadInput
-from fswl.names import parse_address, parse_domain, parse_sender
+from fswl.names import parse_address, parse_domain, parse_relay, parse_sender
 
 if TYPE_CHECKING:
     from fswl.home import Home
@@ -85,7 +85,7 @@ class Event:
 
 
 def make_event(kind: str, ip: str, sender: str = "", when: float | None = None, name: str = "") -> Event:
-    """A checked event: the address and sender in canonical form; ``name`` is the relay's host name.
+    """A checked event: the address (or network) and sender in canonical form; ``name`` is the relay's host name.
 
     :raises BadInput: for an unknown kind, a bad address, sender or name.
     """
@@ -93,7 +93,9 @@ def make_event(kind: str, ip: str, sender: str = "", when: float | None = None, 
         raise BadInput(f"not an event kind: {kind!r} (known: {', '.join(KINDS)})")
     if name in ("unknown", "[unknown]"):  # what Postfix says when the client has no valid name
         name = ""
-    return Event(time.time() if when is None else when, kind, str(parse_address(ip)),
+    # a network (an IPv6 /64 listed by self-service) stands for its first address: same /64, same quota
+    address = parse_relay(ip).network_address if "/" in ip else parse_address(ip)
+    return Event(time.time() if when is None else when, kind, str(address),
                  parse_sender(sender) if sender else "", name=parse_domain(name) if name else "")
 
 

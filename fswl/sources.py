@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from fswl.errors import BadInput
+from fswl.errors import BadSource
 from fswl.names import IPNetwork, boundary_networks, parse_relay, parse_sender, sender_to_name
 from fswl.store import Whitelist
 
@@ -32,10 +32,6 @@ LEDGER_SUFFIX = ".list"
 _SOURCE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}\Z")
 
 Claim = tuple[str, IPNetwork]  #: (canonical sender, tree-boundary network)
-
-
-class BadSource(BadInput):
-    """Not a source name: {!r}. Use letters, digits, '.', '-' and '_' (at most 64)."""
 
 
 def parse_source(name: str) -> str:

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from fswl.errors import BadInput
 from fswl.history import Event, EventLog, HistorySettings, Tail, make_event
 from fswl.names import parse_address
 from fswl.reputation.model import Reputation, ReputationSettings
@@ -112,3 +113,18 @@ def test_event_log_rotates_and_the_tail_follows(tmp_path) -> None:
 @pytest.mark.parametrize("line", [b"", b"{", b'{"t":1,"k":"nope","ip":"1.2.3.4"}', b'{"k":"abuse"}', b"[1]"])
 def test_bad_lines_are_skipped(line: bytes) -> None:
     assert Event.from_line(line) is None
+
+
+def test_events_take_addresses_networks_and_names(home) -> None:
+    from fswl import history
+
+    history.record_confirmation(home, "Dave@UMKC.edu", "2001:db8:7::/64", name="MX1.Example.ORG")
+    history.record_abuse(home, "::ffff:192.0.2.9")
+    history.record_spf_pass(home, "erin@umkc.edu", "192.0.2.10")
+    history.record_seen(home, "fred@umkc.edu", "192.0.2.11", name="unknown")
+    events = list(EventLog.of(home).read())
+    assert [(e.kind, e.ip, e.sender, e.name) for e in events] == [
+        ("confirm", "2001:db8:7::", "dave@umkc.edu", "mx1.example.org"), ("abuse", "192.0.2.9", "", ""),
+        ("spf_pass", "192.0.2.10", "erin@umkc.edu", ""), ("seen", "192.0.2.11", "fred@umkc.edu", "")]
+    with pytest.raises(BadInput):
+        history.record_confirmation(home, "dave@umkc.edu", "not an ip")
