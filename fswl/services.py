@@ -91,7 +91,7 @@ class Runtime:
         """The in-memory index every service answers from, loaded and watching on first use."""
         from fswl.index import Index
 
-        index = Index(self.whitelist)
+        index = Index(self.whitelist, self.home.changelog_path, watch=self.home.store_settings.watch_tree)
         index.start()
         return index
 
