@@ -11,7 +11,7 @@ STYLE = """
 body{font:1.05rem/1.5 system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;color:#1b1b1b;background:#fff}
 h1{font-size:1.5rem;margin-top:0}
 header{border-bottom:1px solid #ccc;margin-bottom:1.5rem;color:#555;font-size:.95rem}
-code,kbd{font-size:.95em;background:#f3f3f3;padding:0 .2em;word-break:break-all}
+code,kbd{font-size:.95em;background:#f3f3f3;padding:0 .2em;overflow-wrap:anywhere}
 label{display:block;margin-top:1rem;font-weight:600}
 input[type=text],input[type=email],input[type=tel]{width:100%;box-sizing:border-box;padding:.5rem;font-size:1rem;border:1px solid #767676;border-radius:4px}
 fieldset{border:1px solid #ccc;border-radius:4px;margin-top:1rem}
