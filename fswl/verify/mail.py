@@ -22,10 +22,10 @@ from fswl.verify.settings import VerifySettings
 CONFIRM_TEXT = """\
 Hello,
 
-Mail from {sender} was just offered to a mail server that checks senders
-against the fswl global whitelist, from the mail server at IP address {ip}.
-That address has not been confirmed yet for this sender, so the message was
-deferred: your mail server will retry it by itself.
+Mail from {sender} was just offered to a mail server that checks
+senders against the fswl global whitelist. It came from the mail server
+at IP address {ip}, which is not yet confirmed for this sender, so
+the message was deferred: your mail server will retry it by itself.
 
 If you sent that mail, confirm it once, and {ip} is listed for
 {sender} at every site that uses this whitelist. Either open
@@ -177,7 +177,7 @@ def _password(settings: VerifySettings) -> str:
 
 
 def _duration(seconds: int) -> str:
-    if seconds % 86400 == 0:
+    if seconds % 86400 == 0 and seconds > 86400:
         days = seconds // 86400
         return f"{days} day" + ("s" if days != 1 else "")
     hours = max(1, round(seconds / 3600))
