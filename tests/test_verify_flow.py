@@ -246,3 +246,31 @@ def test_why_page_escapes_and_points_ipv6_senders_at_the_form(site) -> None:
                                                              "ip": "2a01:4f8:c0c:1234::25"}))
     assert status == 200 and "<script>x" not in page and "&lt;script&gt;" in page
     assert "/ipv6?ip=2a01:4f8:c0c:1234::25" in page
+
+
+@pytest.mark.parametrize("service", ["policy", "dns"])
+def test_a_service_alone_challenges_when_verify_is_enabled(tmp_path, service: str) -> None:
+    """Verification attaches to every runtime: `fswl serve policy` (or dns with challenge_on_miss) suffices."""
+    root = tmp_path / "home"
+    root.mkdir()
+    with mail_sink() as (sink, sink_port):
+        (root / "fswl.toml").write_text(f"""
+[dns]
+listen = "127.0.0.1:0"
+zone = "{ZONE}"
+challenge_on_miss = true
+[policy]
+listen = "127.0.0.1:0"
+exempt_clients = []
+[verify]
+enabled = true
+smarthost = "127.0.0.1:{sink_port}"
+spf_refuse = []
+""")
+        with serve(root, service) as ports:
+            if service == "policy":
+                assert policy_request(ports["policy"], "quinn@example.org", "192.0.2.50").startswith("451")
+            else:
+                assert dns_answer(ports["dns"], f"quinn.example.org.50.2.0.192.{ZONE}") == []
+            message = sink.wait_for("quinn@example.org")
+            assert "192.0.2.50" in message["Subject"]
