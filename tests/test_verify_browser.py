@@ -14,7 +14,7 @@ import pytest
 from fswl.home import Home
 from tests.conftest import require
 from tests.harness.mail import mail_sink
-from tests.test_verify_flow import link
+from tests.harness.web import link
 from tests.test_verify_web import ANSWER, start
 
 pytestmark = pytest.mark.integration

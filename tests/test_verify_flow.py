@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import os
-import re
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
-from http.cookiejar import CookieJar
 from urllib.parse import urlencode
 
 import dns.message
@@ -21,6 +17,7 @@ from fswl.home import Home
 from fswl.verify import codes
 from tests.conftest import require, run_fswl
 from tests.harness.mail import free_port, mail_sink, serve
+from tests.harness.web import Browser, csrf_of, link
 
 ZONE = "wl.test"
 
@@ -85,34 +82,6 @@ def wait_listed_in_dns(port: int, name: str, timeout: float = 10.0) -> list[str]
             return answer
         time.sleep(0.1)
     return []
-
-
-class Browser:
-    """urllib with cookies: GET a page, POST its form back."""
-
-    def __init__(self) -> None:
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
-
-    def get(self, url: str) -> tuple[int, str]:
-        return self._open(urllib.request.Request(url))
-
-    def post(self, url: str, fields: dict[str, str]) -> tuple[int, str]:
-        return self._open(urllib.request.Request(url, data=urlencode(fields).encode(), method="POST"))
-
-    def _open(self, request: urllib.request.Request) -> tuple[int, str]:
-        try:
-            with self.opener.open(request, timeout=10) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode()
-
-
-def csrf_of(page: str) -> str:
-    return re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
-
-
-def link(message, kind: str) -> str:
-    return re.search(rf"(http://\S+/{kind}/[a-z2-7]+)", message.get_content()).group(1)
 
 
 def test_a_miss_is_challenged_and_confirmed_by_the_link(site) -> None:

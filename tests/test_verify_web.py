@@ -10,7 +10,7 @@ import pytest
 
 from fswl.home import Home
 from tests.harness.mail import free_port, mail_sink, serve
-from tests.test_verify_flow import Browser, csrf_of, link
+from tests.harness.web import Browser, csrf_of, link
 
 ANSWER = "FSWL7"
 SMS_SCRIPT = "import sys; open(sys.argv[1], 'a').write(' '.join(sys.argv[2:]) + '\\n')\n"

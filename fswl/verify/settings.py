@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fswl import defaults
-
 
 @dataclass(frozen=True)
 class VerifySettings:

@@ -168,7 +168,7 @@ async def show_code(request: web.Request) -> web.StreamResponse:
     try:
         record = await site.in_thread(site.verifier.lookup, request.match_info["code"])
     except BadCode as exc:
-        return _bad_code(exc)
+        return bad_code(exc)
     return site.show(request, title, lambda csrf: explain(record, site.verifier.settings.forgery_block_days) + pages.form(request.path, csrf, button))
 
 
@@ -183,7 +183,7 @@ async def act_on_code(request: web.Request) -> web.StreamResponse:
     try:
         record = await site.in_thread(method, *args)
     except BadCode as exc:
-        return _bad_code(exc)
+        return bad_code(exc)
     except FswlError as exc:
         log.warning("web: %s failed: %s", action, exc)
         return pages.problem("Not done", "Something went wrong on our side; nothing was changed.", 500,
@@ -192,7 +192,7 @@ async def act_on_code(request: web.Request) -> web.StreamResponse:
     return pages.page(title, f"<p class=\"ok\">{escape(text.format(sender=record.sender, relay=record.relay))}</p>")
 
 
-def _bad_code(exc: BadCode) -> web.StreamResponse:
+def bad_code(exc: BadCode) -> web.StreamResponse:
     status = 410 if "expired" in str(exc) or "already used" in str(exc) else 404
     return pages.problem("This link does not work", str(exc).capitalize() + ".", status,
                          "If your mail is still being deferred, a new message comes with the next retry.")

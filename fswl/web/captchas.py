@@ -16,6 +16,8 @@ from fswl.verify.codes import derive
 #: Letters and digits that are hard to confuse in an image (no 0/O, 1/I/L).
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 MAX_USED = 50000
+#: Image size: a margin plus this many pixels per character, and the height.
+IMAGE_MARGIN, IMAGE_CHAR_WIDTH, IMAGE_HEIGHT = 60, 32, 80
 
 
 class Captchas:
@@ -53,7 +55,7 @@ class Captchas:
         text = self.answer(token)
         if text is None:
             return None
-        return ImageCaptcha(width=60 + 32 * len(text), height=80).generate(text).getvalue()
+        return ImageCaptcha(width=IMAGE_MARGIN + IMAGE_CHAR_WIDTH * len(text), height=IMAGE_HEIGHT).generate(text).getvalue()
 
     def solve(self, token: str, attempt: str) -> bool:
         """Whether ``attempt`` answers ``token``; a token is used up by any attempt."""

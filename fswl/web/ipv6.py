@@ -11,7 +11,7 @@ from fswl.errors import BadCode, BadSender
 from fswl.names import parse_sender
 from fswl.verify.verifier import IPV6
 from fswl.web import pages
-from fswl.web.app import Site, _bad_code
+from fswl.web.app import Site, bad_code
 
 PREFIXES = (128, 64)
 
@@ -46,7 +46,6 @@ async def show_form(request: web.Request, error: str = "", values: dict[str, str
         f"<img class=\"captcha\" src=\"/captcha/{escape(token)}.png\" alt=\"A distorted picture of {site.captchas.length} "
         f"letters and digits; if you cannot read it, write to postmaster@{escape(site.verifier.zone)}\">"
         + pages.field("answer", "", "text", "", "Letters and digits; capitals or small letters both work.")
-        .replace("<label for=\"answer\"></label>", "")
     )
     notice = f"<p class=\"bad\" role=\"alert\">{escape(error)}</p>" if error else ""
     intro = ("<p>Mail from a new IPv6 server is refused until the server is listed for the sender. "
@@ -110,7 +109,7 @@ async def submit_sms(request: web.Request) -> web.StreamResponse:
     try:
         record = await site.in_thread(site.verifier.confirm_sms, form.get("token", ""), form.get("digits", ""))
     except BadCode as exc:
-        return _bad_code(exc)
+        return bad_code(exc)
     return pages.page("Confirmed", f"<p class=\"ok\">{escape(record.sender)} is now listed for {escape(record.relay)}.</p>")
 
 

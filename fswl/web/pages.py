@@ -62,6 +62,6 @@ def field(name: str, label: str, kind: str = "text", value: str = "", hint: str 
     hint_id = f"{name}-hint"
     described = f" aria-describedby=\"{hint_id}\"" if hint else ""
     hint_html = f"<p class=\"hint\" id=\"{hint_id}\">{escape(hint)}</p>" if hint else ""
-    return (f"<label for=\"{name}\">{escape(label)}</label>"
-            f"<input type=\"{kind}\" id=\"{name}\" name=\"{name}\" value=\"{escape(value)}\""
+    label_html = f"<label for=\"{name}\">{escape(label)}</label>" if label else ""
+    return (f"{label_html}<input type=\"{kind}\" id=\"{name}\" name=\"{name}\" value=\"{escape(value)}\""
             f"{' required' if required else ''} autocomplete=\"{autocomplete}\"{described}>{hint_html}")
