@@ -55,3 +55,11 @@ class ServiceError(FswlError):
     """{}"""
 
     exit_code = 1
+
+
+class BadCode(FswlError):
+    """{}"""
+
+
+class VerifyRefused(FswlError):
+    """{}"""

@@ -26,12 +26,16 @@ log = logging.getLogger(__name__)
 REGISTRY: dict[str, str] = {
     "dns": "fswl.dns.service:make_service",
     "policy": "fswl.policy.service:make_service",
+    "smtp": "fswl.smtp.service:make_service",
+    "web": "fswl.web.service:make_service",
 }
 
 #: Parts that attach hooks to every Runtime, whichever services run
 #: ("module:function", called with the Runtime): verification on a miss,
 #: reputation quotas on an unlisted pair.
-EXTENSIONS: list[str] = []
+EXTENSIONS: list[str] = [
+    "fswl.verify.extension:attach",
+]
 
 
 class Service(Protocol):
