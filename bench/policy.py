@@ -139,6 +139,8 @@ def main() -> None:
     parser.add_argument("--dir", help="where to build the tree (a tmpfs is quickest)")
     parser.add_argument("--rate", type=float, default=2000, help="checks/s for the paced latency run")
     args = parser.parse_args()
+    if args.dir:
+        os.makedirs(args.dir, exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="fswl-bench-policy-", dir=args.dir))
     rng = random.Random(SEED)
     try:

@@ -57,5 +57,13 @@ class ServiceError(FswlError):
     exit_code = 1
 
 
+class BadCode(FswlError):
+    """{}"""
+
+
+class VerifyRefused(FswlError):
+    """{}"""
+
+
 class BadSource(BadInput):
     """Not a source name: {!r}. Use letters, digits, '.', '-' and '_' (at most 64)."""

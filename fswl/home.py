@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from fswl import defaults
 from fswl.config import CONFIG_NAME, load_config, section
 from fswl.store import Whitelist
+from fswl.store.changelog import ChangeLog
 
 T = TypeVar("T")
 
@@ -21,6 +22,10 @@ class StoreSettings:
 
     expire_days: float = float(defaults.EXPIRE_DAYS)
     tombstone_days: float = float(defaults.TOMBSTONE_DAYS)
+    #: Watch db/ with inotify so hand edits show at once (one watch per
+    #: directory: a very large tree may need fs.inotify.max_user_watches
+    #: raised, or this off, in which case hand edits show after a restart).
+    watch_tree: bool = True
 
 
 def default_home() -> Path:
@@ -43,6 +48,8 @@ class Home:
         self.spool = self.root / "spool"
         self.pending = self.root / "pending"
         self.config_path = self.root / CONFIG_NAME
+        #: Every process's writes to db/, which the index of `fswl serve` follows.
+        self.changelog_path = self.root / "changes.log"
 
     @cached_property
     def config(self) -> dict[str, Any]:
@@ -67,4 +74,4 @@ class Home:
     def whitelist(self) -> Whitelist:
         """The store, with every configured change listener attached."""
         self.db.mkdir(parents=True, exist_ok=True)
-        return Whitelist(self.db)
+        return Whitelist(self.db, listeners=[ChangeLog(self.changelog_path)])

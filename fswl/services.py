@@ -26,12 +26,15 @@ log = logging.getLogger(__name__)
 REGISTRY: dict[str, str] = {
     "dns": "fswl.dns.service:make_service",
     "policy": "fswl.policy.service:make_service",
+    "smtp": "fswl.smtp.service:make_service",
+    "web": "fswl.web.service:make_service",
 }
 
 #: Parts that attach hooks to every Runtime, whichever services run
 #: ("module:function", called with the Runtime): verification on a miss,
 #: reputation quotas on an unlisted pair.
 EXTENSIONS: list[str] = [
+    "fswl.verify.extension:attach",
     "fswl.reputation.service:attach",
 ]
 
@@ -93,7 +96,7 @@ class Runtime:
         """The in-memory index every service answers from, loaded and watching on first use."""
         from fswl.index import Index
 
-        index = Index(self.whitelist)
+        index = Index(self.whitelist, self.home.changelog_path, watch=self.home.store_settings.watch_tree)
         index.start()
         return index
 

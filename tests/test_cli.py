@@ -202,3 +202,13 @@ def test_a_large_import_uses_every_core_and_writes_every_entry(fswl, home: Home)
     assert result.stdout == "imported 25000 entries for * from <stdin>\n"
     assert sum(1 for _ in (home.db / "ip4/10").glob("*/*/*")) == 25000
     assert fswl("check", "x@y.org", "10.99.249.7").returncode == 0
+
+
+def test_ls_and_check_never_print_control_bytes(fswl, home: Home) -> None:
+    """A sender with a control byte is shown in its file-name form, so no escape reaches a terminal."""
+    fswl("add", "a\x1b[2Jb@example.org", "192.0.2.1", check=True)
+    assert (home.db / "ip4/192/0/2/1/a%1B[2jb@example.org").is_file()
+    listing = fswl("ls", check=True).stdout
+    assert "\x1b" not in listing and "192.0.2.1/32 a%1B[2jb@example.org " in listing
+    hit = fswl("check", "a\x1b[2Jb@example.org", "192.0.2.1")
+    assert hit.returncode == 0 and "listed: a%1B[2jb@example.org at 192.0.2.1/32" in hit.stdout

@@ -6,6 +6,7 @@ import time
 
 import click
 
+from fswl.names import sender_to_name
 from fswl.store import Listing, Problem
 
 
@@ -48,7 +49,7 @@ def check(obj, sender: str, relay: str) -> int:
         click.echo(f"not listed: {sender} via {relay}")
         return 1
     via = f" via {match.via}" if match.via else ""
-    click.echo(f"listed: {match.sender} at {match.network}{via} ({match.answer}) {wl.tree.relative(match.path)}")
+    click.echo(f"listed: {sender_to_name(match.sender)} at {match.network}{via} ({match.answer}) {wl.tree.relative(match.path)}")
     return 0
 
 
@@ -76,4 +77,5 @@ def format_listing(listing: Listing) -> str:
     where = str(listing.network) if listing.network is not None else f"group:{listing.group}"
     seen = time.strftime("%Y-%m-%d", time.gmtime(listing.mtime))
     via = f" via {listing.via}" if listing.via else ""
-    return f"{where} {listing.sender} {seen}{via}"
+    # The file-name form: control bytes stay percent-encoded, never reach the terminal raw.
+    return f"{where} {sender_to_name(listing.sender)} {seen}{via}"

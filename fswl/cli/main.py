@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "maintenance_cmd",
     "import_cmd",
     "serve_cmd",
+    "verify_cmd",
     "spf_cmd",
     "reputation_cmd",
     "correlate_cmd",

@@ -10,7 +10,8 @@ import time
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from fswl.index.loader import load_all, reload_path
+from fswl.index.loader import load_all, reload_logged
+from fswl.store.changelog import ChangeFollower
 from fswl.index.memory import MemoryIndex
 from fswl.names import IPAddress
 from fswl.store import Match, Whitelist
@@ -19,13 +20,27 @@ log = logging.getLogger(__name__)
 
 #: Changes are applied in batches this often; a change shows in answers within it.
 APPLY_SECONDS = 0.05
+#: How often the change log is read when no inotify event wakes the index.
+FOLLOW_SECONDS = 0.2
+#: The fix to print when inotify cannot watch every directory of db/.
+WATCH_LIMIT_HINT = (
+    "db/ has too many directories to watch within fs.inotify.max_user_watches, so edits made by hand "
+    "(touch, rm, ln -s) show only after a restart; fswl's own writes still show at once. "
+    "Raise the limit: sysctl fs.inotify.max_user_watches=4194304 (and in /etc/sysctl.d/)"
+)
 
 
 class Index(MemoryIndex):
     """A MemoryIndex of one store, loaded at start and updated by file-system events."""
 
-    def __init__(self, whitelist: Whitelist) -> None:
+    def __init__(self, whitelist: Whitelist, changelog: str | os.PathLike[str] | None = None,
+                 watch: bool = True) -> None:
         super().__init__(whitelist.tree)
+        self.changelog = changelog
+        self.watch = watch
+        #: Whether hand edits anywhere in db/ are seen (inotify covers the tree).
+        self.watching = False
+        self._follower: ChangeFollower | None = None
         self._dirty: set[str] = set()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -35,19 +50,40 @@ class Index(MemoryIndex):
         self.load_seconds = 0.0
 
     def start(self) -> None:
-        """Watch db/ first, then load it, so no change made during the load is lost."""
+        """Follow the change log, load db/, then watch it; the log covers fswl's writes made during the load."""
         os.makedirs(self.tree.db, exist_ok=True)
-        observer = Observer()
-        observer.schedule(_Handler(self), self.tree.db, recursive=True)
-        observer.daemon = True
-        observer.start()
-        self._observer = observer
+        if self.changelog is not None:
+            self._follower = ChangeFollower(self.changelog)
         started = time.monotonic()
         self.entry_count = load_all(self)
         self.load_seconds = time.monotonic() - started
         log.info("index: %d entries loaded in %.2f s", self.entry_count, self.load_seconds)
+        if self.watch:
+            self._start_watching()
         self._thread = threading.Thread(target=self._apply_changes, name="fswl-index", daemon=True)
         self._thread.start()
+
+    def _start_watching(self) -> None:
+        # One inotify watch per directory, from a per-user budget (fswl runs
+        # as its own user): past half of it, watching would starve the rest
+        # and take minutes of CPU to set up; the change log still covers
+        # fswl's own writes.
+        directories = sum(len(level) for level in self.levels.values()) + len(self.entries) + 3
+        limit = _watch_limit()
+        if limit is not None and directories > limit // 2:
+            log.warning("index: %s (%d directories, limit %d)", WATCH_LIMIT_HINT, directories, limit)
+            return
+        observer = Observer()
+        observer.schedule(_Handler(self), self.tree.db, recursive=True)
+        observer.daemon = True
+        try:
+            observer.start()
+        except OSError as exc:  # inotify's watch limit (ENOSPC) or instance limit (EMFILE)
+            observer.stop()
+            log.warning("index: %s (%s)", WATCH_LIMIT_HINT, exc.strerror or exc)
+            return
+        self._observer = observer
+        self.watching = True
 
     def stop(self) -> None:
         self._stop.set()
@@ -59,6 +95,9 @@ class Index(MemoryIndex):
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        if self._follower is not None:
+            self._follower.close()
+            self._follower = None
 
     def lookup(self, sender: str, address: str | IPAddress) -> Match | None:  # noqa: D102 (same as MemoryIndex)
         return super().lookup(sender, address)
@@ -78,16 +117,34 @@ class Index(MemoryIndex):
 
     def _apply_changes(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait()
+            woken = self._wake.wait(FOLLOW_SECONDS if self._follower is not None else None)
             self._wake.clear()
-            time.sleep(APPLY_SECONDS)  # gather a burst (an import, a link) into one pass
+            if woken:
+                time.sleep(APPLY_SECONDS)  # gather a burst (an import, a link) into one pass
+            if self._follower is not None:
+                self._dirty.update(self._follower.read())
+                if self._follower.lost:  # slept through a rotation of the log: start over
+                    self._follower.lost = False
+                    log.warning("index: change log rotated unread; reloading db/")
+                    load_all(self)
+            if not self._dirty:
+                continue
             with self.lock:
                 dirty, self._dirty = self._dirty, set()
                 for rel in sorted(dirty, key=lambda r: r.count("/")):
                     try:
-                        reload_path(self, rel)
+                        reload_logged(self, rel)
                     except Exception:  # one bad directory must not stop the index
                         log.exception("index: reloading %s failed", rel)
+
+
+def _watch_limit() -> int | None:
+    """The per-user inotify watch limit, or None where there is none to read (not Linux)."""
+    try:
+        with open("/proc/sys/fs/inotify/max_user_watches") as handle:
+            return int(handle.read())
+    except (OSError, ValueError):
+        return None
 
 
 class _Handler(FileSystemEventHandler):

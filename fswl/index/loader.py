@@ -55,6 +55,32 @@ def reload_path(index: MemoryIndex, rel: str) -> None:
                 load_entries(index, directory)
 
 
+def reload_logged(index: MemoryIndex, rel: str) -> None:
+    """reload_path for a path from the change log, which names only the entry or link.
+
+    inotify would also have announced each level directory made or pruned on
+    the way; here the highest level whose existence the index has wrong is
+    reloaded instead (a few lstat calls).
+    """
+    parts = rel.split("/")
+    version = _FAMILY_VERSION.get(parts[0])
+    if version is not None:
+        bits = LEVEL_BITS[version]
+        for depth in range(1, min(len(parts), WIDTH[version] // bits + 1)):
+            if not is_level_name(version, parts[depth]):
+                break
+            levels = parts[1 : depth + 1]
+            key = (version, depth * bits, _network_int(version, levels))
+            on_disk = os.path.lexists(os.path.join(index.tree.db, *parts[: depth + 1]))
+            with index.lock:
+                if on_disk != (key[2] in index.levels[key[:2]]):
+                    load_level(index, version, levels)
+                    return
+                if key in index.linked:
+                    break
+    reload_path(index, rel)
+
+
 def load_level(index: MemoryIndex, version: int, levels: list[str]) -> None:
     """(Re)load one level directory, what it links to, and everything below it."""
     tree = index.tree

@@ -1,0 +1,1 @@
+"""`fswl serve smtp`: the zone's small mail server that takes confirmations by reply."""

@@ -1,0 +1,60 @@
+"""`fswl serve smtp`: aiosmtpd on the runtime's loop, confirming codes by reply."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import TYPE_CHECKING
+
+from aiosmtpd.smtp import SMTP
+
+from fswl.services import parse_listen
+from fswl.smtp.handler import ConfirmHandler
+from fswl.smtp.settings import SmtpSettings
+from fswl.verify.extension import verifier_for
+
+if TYPE_CHECKING:
+    from fswl.services import Runtime
+
+#: SMTP commands one connection may send (aiosmtpd's command_call_limit).
+COMMAND_LIMIT = 100
+IDLE_SECONDS = 120
+
+
+class SmtpService:
+    name = "smtp"
+
+    def __init__(self, runtime: Runtime, settings: SmtpSettings, listen: str) -> None:
+        self.host, self.port = parse_listen(listen)
+        self.settings = settings
+        verifier = verifier_for(runtime)
+        self.handler = ConfirmHandler(verifier, settings, runtime.home.root / settings.postmaster_maildir)
+        self.hostname = settings.hostname or verifier.zone
+        self.server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> None:
+        tls = None
+        if self.settings.tls_cert:
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.load_cert_chain(self.settings.tls_cert, self.settings.tls_key or None)
+
+        def factory() -> SMTP:
+            return SMTP(self.handler, data_size_limit=self.settings.max_message_bytes, hostname=self.hostname,
+                        ident="fswl confirmations", tls_context=tls, timeout=IDLE_SECONDS,
+                        command_call_limit=COMMAND_LIMIT)
+
+        self.server = await asyncio.get_running_loop().create_server(factory, self.host, self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    def describe(self) -> str:
+        return f"smtp: confirmations for confirm-<code>@{self.handler.zone} on {self.host}:{self.port}"
+
+
+def make_service(runtime: Runtime, listen: str | None) -> SmtpService:
+    settings = runtime.home.settings("smtp", SmtpSettings)
+    return SmtpService(runtime, settings, listen or settings.listen)

@@ -1,0 +1,1 @@
+"""`fswl serve web`: confirmation and report pages, /why, and the IPv6 self-service form."""

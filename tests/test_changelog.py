@@ -1,0 +1,114 @@
+"""The change log: fswl's writes from any process reach the index, with or without inotify."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+
+import pytest
+
+from fswl.home import Home
+from fswl.index import Index
+from fswl.store import changelog
+from fswl.store.changelog import ChangeFollower, ChangeLog
+from tests.shell import touch
+
+
+def wait_for(condition, seconds: float = 1.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def _append_many(path: str, worker: int) -> None:
+    log = ChangeLog(path)
+    for i in range(500):
+        log.append([f"ip4/10/{worker}/0/{i}/a@b.org"])
+
+
+@pytest.mark.parametrize("rotate_seconds", [10.0, 0.0], ids=["paced", "unpaced"])
+def test_concurrent_writers_and_rotation_lose_no_line(tmp_path, monkeypatch: pytest.MonkeyPatch,
+                                                     rotate_seconds: float) -> None:
+    """Every line is read, or (only when rotations outrun the reader) the follower says it lost some."""
+    monkeypatch.setattr(changelog, "ROTATE_BYTES", 4096)  # rotate every ~150 lines
+    monkeypatch.setattr(changelog, "ROTATE_SECONDS", rotate_seconds)
+    path = str(tmp_path / "changes.log")
+    follower = ChangeFollower(path)  # before the file exists, as on a fresh home
+    seen: list[str] = []
+    workers = [multiprocessing.get_context("fork").Process(target=_append_many, args=(path, w)) for w in range(4)]
+    for process in workers:
+        process.start()
+    while any(p.is_alive() for p in workers):
+        seen += follower.read()  # reading while they write and rotate
+        time.sleep(0.001)
+    seen += follower.read()
+    follower.close()
+    expected = {f"ip4/10/{w}/0/{i}/a@b.org" for w in range(4) for i in range(500)}
+    if rotate_seconds or not follower.lost:
+        assert not follower.lost
+        assert set(seen) == expected and len(seen) == len(expected)
+    else:
+        assert set(seen) < expected
+
+
+def test_a_partial_line_waits_for_its_end(tmp_path) -> None:
+    path = tmp_path / "changes.log"
+    path.write_bytes(b"old\n")
+    follower = ChangeFollower(path)  # starts at the end: what came before is in db/ already
+    with open(path, "ab") as handle:
+        handle.write(b"ip4/1/2")
+        handle.flush()
+        assert follower.read() == []
+        handle.write(b"/3/4/x@y.org\n")
+    assert follower.read() == ["ip4/1/2/3/4/x@y.org"]
+    follower.close()
+
+
+def test_mtime_refreshes_are_not_logged(home: Home) -> None:
+    [path] = home.whitelist.add("a@b.org", "192.0.2.1")
+    before = home.changelog_path.read_text()
+    home.whitelist.touch_seen([path], time.time())
+    assert home.changelog_path.read_text() == before == "ip4/192/0/2/1/a@b.org\n"
+
+
+@pytest.fixture
+def unwatched_index(home: Home):
+    index = Index(home.whitelist, home.changelog_path, watch=False)
+    index.start()
+    yield index
+    index.stop()
+
+
+def test_without_inotify_writes_of_other_processes_show_within_a_second(home: Home, fswl, unwatched_index) -> None:
+    assert not unwatched_index.watching
+    fswl("add", "carol@example.org", "10.0.0.7", check=True)
+    assert wait_for(lambda: unwatched_index.lookup("carol@example.org", "10.0.0.7") is not None)
+    fswl("link", "10.0.0.8", "isp", check=True)
+    fswl("add", "*@example.org", "10.0.0.8", check=True)
+    assert wait_for(lambda: unwatched_index.lookup("dan@example.org", "10.0.0.8") is not None)
+    fswl("rm", "carol@example.org", "10.0.0.7", check=True)
+    assert wait_for(lambda: unwatched_index.lookup("carol@example.org", "10.0.0.7") is None)
+    touch(home.db / "ip4/10/0/0/9/erin@example.org")  # by hand: needs inotify, or a restart
+    time.sleep(0.5)
+    assert unwatched_index.lookup("erin@example.org", "10.0.0.9") is None
+
+
+def test_a_tree_too_large_to_watch_is_served_with_a_warning(home: Home, fswl, monkeypatch, caplog) -> None:
+    for i in range(5):
+        home.whitelist.add("a@b.org", f"10.0.0.{i}")
+    monkeypatch.setattr("fswl.index._watch_limit", lambda: 8)
+    index = Index(home.whitelist, home.changelog_path)
+    with caplog.at_level(logging.WARNING, logger="fswl.index"):
+        index.start()
+    try:
+        assert not index.watching
+        assert "fs.inotify.max_user_watches" in caplog.text
+        assert index.lookup("a@b.org", "10.0.0.4") is not None
+        fswl("add", "new@b.org", "10.0.0.4", check=True)
+        assert wait_for(lambda: index.lookup("new@b.org", "10.0.0.4") is not None)
+    finally:
+        index.stop()

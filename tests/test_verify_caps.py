@@ -1,0 +1,154 @@
+"""Never a backscatter cannon: forged misses produce exactly as many challenges as the caps allow."""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import string
+import time
+
+import pytest
+
+from fswl.errors import BadCode
+from fswl.home import Home
+from fswl.verify import codes
+from fswl.verify.settings import VerifySettings
+from fswl.verify.verifier import Verifier
+from tests.harness.mail import mail_sink
+
+ZONE = "wl.test"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(home: Home, sink_port: int, clock=time.time, **changes) -> Verifier:
+    settings = VerifySettings(enabled=True, smarthost=f"127.0.0.1:{sink_port}", spf_refuse=(), **changes)
+    return Verifier(home, settings, ZONE, "http://127.0.0.1:8025", clock=clock)
+
+
+def random_local(rng: random.Random) -> str:
+    return "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(3, 12)))
+
+
+def random_ip(rng: random.Random) -> ipaddress.IPv4Address:
+    return ipaddress.IPv4Address(rng.randrange(0x01000000, 0xDF000000))
+
+
+def test_10000_forged_misses_yield_exactly_the_capped_number(home: Home) -> None:
+    rng = random.Random(5782)
+    domains = [f"d{i}.example" for i in range(20)]
+    with mail_sink() as (sink, port):
+        verifier = make(home, port, per_address_per_hour=2, per_domain_per_hour=3, global_per_hour=100)
+        try:
+            # Phase 1: 5,000 random senders at 20 domains: the per-domain cap binds (20 x 3).
+            sent = sum(verifier.challenge(f"{random_local(rng)}@{rng.choice(domains)}", random_ip(rng)) is None
+                       for _ in range(5000))
+            assert sent == 60
+            # Phase 2: 5,000 random senders at random domains: the global cap binds (100 in all).
+            sent += sum(verifier.challenge(f"{random_local(rng)}@{random_local(rng)}.example", random_ip(rng)) is None
+                        for _ in range(5000))
+            assert sent == 100
+            assert len(sink.messages) == 100
+            counts = verifier.caps.counters()
+            assert counts["challenges_sent"] == 100
+            assert counts["refused: per-domain hourly cap"] + counts["refused: global hourly cap"] == 9900
+            assert verifier.stats()["pending"] == 100
+        finally:
+            verifier.close()
+
+
+def test_one_challenge_per_pair_per_period_and_per_address_cap(home: Home) -> None:
+    clock = Clock()
+    with mail_sink() as (sink, port):
+        verifier = make(home, port, clock=clock, per_address_per_hour=3, pair_period_seconds=86400)
+        try:
+            relay = ipaddress.ip_address("192.0.2.1")
+            assert [verifier.challenge("ann@example.org", relay) for _ in range(5)] == [
+                None] + ["already challenged for this relay"] * 4
+            results = [verifier.challenge("ann@example.org", ipaddress.ip_address(f"192.0.2.{i}")) for i in range(2, 6)]
+            assert results == [None, None, "per-address hourly cap", "per-address hourly cap"]
+            clock.now += 3601  # a new hour: the address cap is free again, the pair still waits a day
+            assert verifier.challenge("ann@example.org", ipaddress.ip_address("192.0.2.4")) is None
+            assert verifier.challenge("ann@example.org", relay) == "already challenged for this relay"
+            clock.now += 86400
+            assert verifier.challenge("ann@example.org", relay) is None
+            assert len(sink.to("ann@example.org")) == 5
+        finally:
+            verifier.close()
+
+
+@pytest.mark.parametrize("sender,reason", [
+    ("list-bounces+bob=example.com@lists.example.org", "VERP or tagged address"),
+    ("a" * 45 + "@example.org", "VERP or tagged address"),
+    ("postmaster@example.org", "role or bounce address"),
+    ("mailer-daemon@example.org", "role or bounce address"),
+    ("<>", "unparsable sender"),
+    ("*@example.org", "null or wildcard sender"),
+    ('"buy now"@example.org', "unusual local part"),
+    ("x\r\nBcc: victim@example.org@example.org", "unusual local part"),
+    ("bob@" + ZONE, "our own zone"),
+], ids=["verp", "long", "postmaster", "mailer-daemon", "null", "wildcard", "quoted", "header-injection", "own-zone"])
+def test_no_challenge_to(home: Home, sender: str, reason: str) -> None:
+    with mail_sink() as (sink, port):
+        verifier = make(home, port)
+        try:
+            assert verifier.challenge(sender, ipaddress.ip_address("192.0.2.1")) == reason
+            assert sink.messages == []
+        finally:
+            verifier.close()
+
+
+def code_of(message) -> str:
+    return message["Reply-To"].split("@")[0].removeprefix("confirm-")
+
+
+def test_forged_expired_replayed_and_foreign_codes_are_refused(home: Home) -> None:
+    clock = Clock()
+    with mail_sink() as (sink, port):
+        verifier = make(home, port, clock=clock, code_ttl_seconds=3600)
+        try:
+            relay = ipaddress.ip_address("192.0.2.9")
+            assert verifier.challenge("kim@example.org", relay) is None
+            code = code_of(sink.wait_for("kim@example.org"))
+            tampered = code[:-3] + ("aaa" if code[-3:] != "aaa" else "bbb")
+            with pytest.raises(BadCode, match="not valid here"):
+                verifier.confirm(tampered, "test")
+            foreign = codes.sign(b"k" * 32, codes.decode(code).id, codes.decode(code).expires, "confirm",
+                                 "kim@example.org", "192.0.2.9")
+            with pytest.raises(BadCode, match="not valid here"):
+                verifier.confirm(foreign, "test")
+            with pytest.raises(BadCode, match="not a confirmation code"):
+                verifier.confirm("../../db/x", "test")
+            clock.now += 3601
+            with pytest.raises(BadCode, match="expired"):
+                verifier.confirm(code, "test")
+            clock.now -= 3601
+            assert verifier.confirm(code.upper(), "test").sender == "kim@example.org"
+            with pytest.raises(BadCode, match="already used"):
+                verifier.confirm(code, "test")
+            assert home.whitelist.lookup("kim@example.org", "192.0.2.9") is not None
+        finally:
+            verifier.close()
+
+
+def test_the_key_is_private_and_made_once(home: Home) -> None:
+    path = home.root / "verify" / "key"
+    first = codes.load_key(path)
+    assert codes.load_key(path) == first
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_smarthost_that_refuses_leaves_no_pending_code(home: Home) -> None:
+    verifier = make(home, 1)  # nothing listens on port 1
+    try:
+        assert verifier.challenge("lee@example.org", ipaddress.ip_address("192.0.2.1")) == "sending failed"
+        assert verifier.stats()["pending"] == 0
+        assert verifier.caps.counters()["send_failed"] == 1
+    finally:
+        verifier.close()

@@ -1,0 +1,245 @@
+"""Verification end to end: a miss at the policy service, the challenge mail, confirmation by link and by reply."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from urllib.parse import urlencode
+
+import dns.message
+import dns.query
+import dns.rcode
+import pytest
+
+from fswl.home import Home
+from fswl.verify import codes
+from tests.conftest import require, run_fswl
+from tests.harness.mail import free_port, mail_sink, serve
+from tests.harness.web import Browser, csrf_of, link
+
+ZONE = "wl.test"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """`fswl serve dns policy smtp web` on one home, challenges going to a local sink."""
+    root = tmp_path_factory.mktemp("verify") / "home"
+    root.mkdir()
+    web_port = free_port()
+    with mail_sink() as (sink, sink_port):
+        (root / "fswl.toml").write_text(f"""
+[dns]
+listen = "127.0.0.1:0"
+zone = "{ZONE}"
+[policy]
+listen = "127.0.0.1:0"
+exempt_clients = []
+[smtp]
+listen = "127.0.0.1:0"
+[web]
+listen = "127.0.0.1:{web_port}"
+base_url = "http://127.0.0.1:{web_port}"
+[verify]
+enabled = true
+smarthost = "127.0.0.1:{sink_port}"
+from = "whitelist@{ZONE}"
+spf_refuse = []
+""")
+        with serve(root, "dns", "policy", "smtp", "web") as ports:
+            yield Home(root), sink, ports
+
+
+def policy_request(port: int, sender: str, client: str, **extra: str) -> str:
+    attributes = {"request": "smtpd_access_policy", "protocol_state": "RCPT", "client_address": client,
+                  "client_name": "mail.example", "helo_name": "mail.example", "sender": sender,
+                  "recipient": "someone@receiver.example", **extra}
+    payload = "".join(f"{k}={v}\n" for k, v in attributes.items()).encode() + b"\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(payload)
+        data = b""
+        while b"\n\n" not in data:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    return data.decode().strip().removeprefix("action=")
+
+
+def dns_answer(port: int, name: str) -> list[str]:
+    response = dns.query.udp(dns.message.make_query(name, "A"), "127.0.0.1", port=port, timeout=5)
+    if response.rcode() != dns.rcode.NOERROR:
+        return []
+    return [item.to_text() for rrset in response.answer for item in rrset]
+
+
+def wait_listed_in_dns(port: int, name: str, timeout: float = 10.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = dns_answer(port, name)
+        if answer:
+            return answer
+        time.sleep(0.1)
+    return []
+
+
+def test_a_miss_is_challenged_and_confirmed_by_the_link(site) -> None:
+    home, sink, ports = site
+    action = policy_request(ports["policy"], "dave@umkc.edu", "57.129.134.63")
+    assert action.startswith("451 4.7.1 sender not yet validated")
+    message = sink.wait_for("dave@umkc.edu")
+    assert message["Reply-To"].startswith("confirm-") and message["Reply-To"].endswith("@" + ZONE)
+    url = link(message, "confirm")
+    browser = Browser()
+    status, page = browser.get(url)
+    assert status == 200 and "<button" in page and "57.129.134.63" in page
+    assert home.whitelist.lookup("dave@umkc.edu", "57.129.134.63") is None, "a GET (a prefetch) must not confirm"
+    status, page = Browser().post(url, {"csrf": "0" * 32})
+    assert status == 403 and "token" in page
+    status, page = browser.post(url, {"csrf": csrf_of(browser.get(url)[1])})
+    assert status == 200 and "dave@umkc.edu is now listed for 57.129.134.63" in page
+    assert run_fswl(home, "check", "dave@umkc.edu", "57.129.134.63").returncode == 0
+    assert wait_listed_in_dns(ports["dns"], f"dave.umkc.edu.63.134.129.57.{ZONE}") == ["127.0.0.2"]
+    assert policy_request(ports["policy"], "dave@umkc.edu", "57.129.134.63") == "DUNNO"
+    status, page = browser.post(url, {"csrf": csrf_of(browser.get("http://" + url.split("/")[2] + "/ipv6")[1])})
+    assert status == 410 and "already used" in page
+    assert "confirmed via http dave@umkc.edu 57.129.134.63" in (home.root / "verify" / "events.log").read_text()
+
+
+def swaks(port: int, to: str, sender: str = "carol@example.net", **extra: str) -> subprocess.CompletedProcess[str]:
+    args = [require("swaks"), "--server", "127.0.0.1", "--port", str(port), "--to", to, "--from", sender,
+            "--helo", "mail.example.net", "--timeout", "20"]
+    for key, value in extra.items():
+        args += [f"--{key.replace('_', '-')}", value]
+    return subprocess.run(args, capture_output=True, text=True, timeout=60)
+
+
+def test_a_reply_over_smtp_confirms(site) -> None:
+    home, sink, ports = site
+    assert policy_request(ports["policy"], "carol@example.net", "203.0.113.9").startswith("451")
+    reply_to = sink.wait_for("carol@example.net")["Reply-To"]
+    result = swaks(ports["smtp"], reply_to, body="Yes, that was me.")
+    assert "250 2.0.0 confirmed: carol@example.net is listed for 203.0.113.9" in result.stdout, result.stdout
+    assert home.whitelist.lookup("carol@example.net", "203.0.113.9") is not None
+    assert wait_listed_in_dns(ports["dns"], f"carol.example.net.9.113.0.203.{ZONE}") == ["127.0.0.2"]
+    again = swaks(ports["smtp"], reply_to)
+    assert "550 5.7.1 this code was already used" in again.stdout, again.stdout
+
+
+def test_a_reply_to_postmaster_quoting_the_code_confirms(site) -> None:
+    home, sink, ports = site
+    assert policy_request(ports["policy"], "erin@example.org", "198.51.100.20").startswith("451")
+    message = sink.wait_for("erin@example.org")
+    code = message["Reply-To"].split("@")[0].removeprefix("confirm-")
+    result = swaks(ports["smtp"], f"postmaster@{ZONE}", sender="erin@example.org",
+                   header=f"Subject: Re: confirm {code}", body="yes")
+    assert "250 2.0.0 confirmed: erin@example.org is listed for 198.51.100.20" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("to,sender,expected", [
+    ("someone@" + ZONE, "x@example.net", "550 5.1.1 no such mailbox"),
+    ("victim@elsewhere.example", "x@example.net", "550 5.7.1 relaying denied"),
+    ("confirm-notacode@" + ZONE, "x@example.net", "550 5.7.1 not a confirmation code"),
+    ("confirm-" + codes.sign(os.urandom(32), codes.new_id(), int(time.time()) + 3600, "confirm", "x@example.net",
+                             "192.0.2.1") + "@" + ZONE, "x@example.net", "550 5.7.1 this code is not known here"),
+], ids=["unknown-mailbox", "relay", "garbage-code", "foreign-code"])
+def test_smtp_refuses_at_rcpt(site, to: str, sender: str, expected: str) -> None:
+    _, _, ports = site
+    result = swaks(ports["smtp"], to, sender=sender)
+    assert expected in result.stdout, result.stdout
+
+
+def test_a_bounce_does_not_confirm(site) -> None:
+    home, sink, ports = site
+    assert policy_request(ports["policy"], "frank@example.org", "198.51.100.21").startswith("451")
+    reply_to = sink.wait_for("frank@example.org")["Reply-To"]
+    result = swaks(ports["smtp"], reply_to, sender="<>")
+    assert "550 5.7.1 a bounce does not confirm anything" in result.stdout, result.stdout
+    auto = swaks(ports["smtp"], reply_to, sender="frank@example.org", add_header="Auto-Submitted: auto-replied")
+    assert "550 5.7.1 an auto-reply does not confirm" in auto.stdout, auto.stdout
+    assert home.whitelist.lookup("frank@example.org", "198.51.100.21") is None
+
+
+def test_forgery_report_blocks_further_challenges(site) -> None:
+    home, sink, ports = site
+    assert policy_request(ports["policy"], "gina@example.org", "198.51.100.30").startswith("451")
+    message = sink.wait_for("gina@example.org")
+    browser = Browser()
+    status, page = browser.get(link(message, "forged"))
+    assert status == 200 and "Report forgery" in page
+    status, page = browser.post(link(message, "forged"), {"csrf": csrf_of(page)})
+    assert status == 200 and "Reported" in page
+    status, page = browser.get(link(message, "confirm"))
+    assert status == 410 and "already used" in page
+    assert policy_request(ports["policy"], "gina@example.org", "198.51.100.31").startswith("451")
+    time.sleep(1.0)
+    assert len(sink.to("gina@example.org")) == 1
+    stats = run_fswl(home, "verify", "stats", check=True).stdout
+    assert "forgery_reports: 1" in stats and "refused: address reported a forgery: 1" in stats
+
+
+def test_the_list_server_page_records_the_request(site) -> None:
+    home, sink, ports = site
+    assert policy_request(ports["policy"], "hal@example.org", "198.51.100.40").startswith("451")
+    message = sink.wait_for("hal@example.org")
+    browser = Browser()
+    status, page = browser.get(link(message, "list"))
+    assert status == 200 and "VERP" in page
+    status, page = browser.post(link(message, "list"), {"csrf": csrf_of(page)})
+    assert status == 200 and "mailing-list server" in page
+    assert "list server reported hal@example.org 198.51.100.40" in (home.root / "verify" / "events.log").read_text()
+    status, _ = browser.get(link(message, "confirm"))
+    assert status == 200, "recording a list server leaves the code usable"
+
+
+def test_attacker_chosen_text_stays_out_of_the_mail(site) -> None:
+    _, sink, ports = site
+    sender = "clickhere.freemoney.winner@spam.example"
+    action = policy_request(ports["policy"], sender, "192.0.2.77", helo_name="BUY-CHEAP-PILLS.example",
+                            client_name="evil-client.example", recipient="victim-rcpt@receiver.example")
+    assert action.startswith("451")
+    message = sink.wait_for(sender)
+    whole = message.as_string()
+    rest = whole.replace(sender, "").replace("192.0.2.77", "")
+    for planted in ("BUY-CHEAP", "evil-client", "victim-rcpt", "clickhere", "freemoney", "winner", "spam.example"):
+        assert planted.lower() not in rest.lower(), planted
+    assert message["Subject"] == "Please confirm mail you sent via 192.0.2.77"
+    assert message["Auto-Submitted"] == "auto-generated"
+
+
+def test_why_page_escapes_and_points_ipv6_senders_at_the_form(site) -> None:
+    _, _, ports = site
+    base = f"http://127.0.0.1:{ports['web']}"
+    status, page = Browser().get(base + "/why?" + urlencode({"sender": "<script>x</script>@a.example",
+                                                             "ip": "2a01:4f8:c0c:1234::25"}))
+    assert status == 200 and "<script>x" not in page and "&lt;script&gt;" in page
+    assert "/ipv6?ip=2a01:4f8:c0c:1234::25" in page
+
+
+@pytest.mark.parametrize("service", ["policy", "dns"])
+def test_a_service_alone_challenges_when_verify_is_enabled(tmp_path, service: str) -> None:
+    """Verification attaches to every runtime: `fswl serve policy` (or dns with challenge_on_miss) suffices."""
+    root = tmp_path / "home"
+    root.mkdir()
+    with mail_sink() as (sink, sink_port):
+        (root / "fswl.toml").write_text(f"""
+[dns]
+listen = "127.0.0.1:0"
+zone = "{ZONE}"
+challenge_on_miss = true
+[policy]
+listen = "127.0.0.1:0"
+exempt_clients = []
+[verify]
+enabled = true
+smarthost = "127.0.0.1:{sink_port}"
+spf_refuse = []
+""")
+        with serve(root, service) as ports:
+            if service == "policy":
+                assert policy_request(ports["policy"], "quinn@example.org", "192.0.2.50").startswith("451")
+            else:
+                assert dns_answer(ports["dns"], f"quinn.example.org.50.2.0.192.{ZONE}") == []
+            message = sink.wait_for("quinn@example.org")
+            assert "192.0.2.50" in message["Subject"]

@@ -1,0 +1,130 @@
+"""The IPv6 self-service form over HTTP: CAPTCHA, CSRF, email or SMS verification, rate limits."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from fswl.home import Home
+from tests.harness.mail import free_port, mail_sink, serve
+from tests.harness.web import Browser, csrf_of, link
+
+ANSWER = "FSWL7"
+SMS_SCRIPT = "import sys; open(sys.argv[1], 'a').write(' '.join(sys.argv[2:]) + '\\n')\n"
+
+
+def start(root: Path, sink_port: int, **web: object):
+    web_port = free_port()
+    extra = "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in web.items())
+    (root / "sms.py").write_text(SMS_SCRIPT)
+    (root / "fswl.toml").write_text(f"""
+[dns]
+zone = "wl.test"
+[web]
+listen = "127.0.0.1:{web_port}"
+base_url = "http://127.0.0.1:{web_port}"
+test_captcha_answer = "{ANSWER}"
+{extra}
+[verify]
+smarthost = "127.0.0.1:{sink_port}"
+spf_refuse = []
+sms_command = ["{sys.executable}", "{root / 'sms.py'}", "{root / 'sms.txt'}"]
+""")
+    return serve(root, "web")
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory):
+    root = tmp_path_factory.mktemp("web") / "home"
+    root.mkdir()
+    with mail_sink() as (sink, sink_port), start(root, sink_port, posts_per_minute=50) as ports:
+        yield Home(root), sink, f"http://127.0.0.1:{ports['web']}"
+
+
+def form_fields(page: str) -> dict[str, str]:
+    return {"csrf": csrf_of(page), "captcha": re.search(r'name="captcha" value="([^"]+)"', page).group(1)}
+
+
+def test_the_form_lists_a_64_after_the_emailed_link(web) -> None:
+    home, sink, base = web
+    browser = Browser()
+    status, page = browser.get(base + "/ipv6?ip=2a01:4f8:c0c:1234::25&sender=ivy@example.org")
+    assert status == 200 and 'value="2a01:4f8:c0c:1234::25"' in page
+    image = re.search(r'src="(/captcha/[^"]+\.png)"', page).group(1)
+    with browser.opener.open(base + image, timeout=10) as response:
+        assert response.headers["Content-Type"] == "image/png" and response.read(8) == b"\x89PNG\r\n\x1a\n"
+    status, page = browser.post(base + "/ipv6", {**form_fields(page), "sender": "ivy@example.org",
+                                                 "ip": "2a01:4f8:c0c:1234::25", "prefix": "64", "answer": "fswl7"})
+    assert status == 200 and "We mailed a link" in page, page
+    message = sink.wait_for("ivy@example.org")
+    assert "2a01:4f8:c0c:1234::/64" in message["Subject"]
+    url = link(message, "confirm")
+    status, page = browser.get(url)
+    assert status == 200 and "2a01:4f8:c0c:1234::/64" in page
+    status, page = browser.post(url, {"csrf": csrf_of(page)})
+    assert status == 200 and "ivy@example.org is now listed for 2a01:4f8:c0c:1234::/64" in page
+    assert home.whitelist.lookup("ivy@example.org", "2a01:4f8:c0c:1234:ffff::1") is not None
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"answer": "WRONG"}, "did not match the picture"),
+    ({"captcha": "0-0-0"}, "did not match the picture"),
+    ({"sender": "not an address"}, "not an email address"),
+    ({"ip": "::1"}, "not a public IPv6 address"),
+    ({"ip": "192.0.2.1"}, "not a public IPv6 address"),
+    ({"ip": "fe80::1"}, "not a public IPv6 address"),
+], ids=["wrong-answer", "forged-captcha", "bad-sender", "loopback", "ipv4", "link-local"])
+def test_the_form_refuses(web, change: dict[str, str], message: str) -> None:
+    _, _, base = web
+    browser = Browser()
+    _, page = browser.get(base + "/ipv6")
+    fields = {**form_fields(page), "sender": "jo@example.org", "ip": "2a01:4f8::1", "prefix": "128",
+              "answer": ANSWER, **change}
+    status, page = browser.post(base + "/ipv6", fields)
+    assert status == 400 and message in page
+
+
+def test_a_captcha_answers_once_and_csrf_is_required(web) -> None:
+    _, sink, base = web
+    browser = Browser()
+    _, page = browser.get(base + "/ipv6")
+    fields = {**form_fields(page), "sender": "kay@example.org", "ip": "2a01:4f8::2", "prefix": "128", "answer": ANSWER}
+    assert browser.post(base + "/ipv6", {**fields, "csrf": "f" * 32})[0] == 403
+    assert Browser().post(base + "/ipv6", fields)[0] == 403, "another browser has no matching cookie"
+    assert browser.post(base + "/ipv6", fields)[0] == 200
+    status, page = browser.post(base + "/ipv6", fields)
+    assert status == 400 and "did not match" in page
+
+
+def test_the_sms_hook_gets_number_and_code(web) -> None:
+    home, _, base = web
+    browser = Browser()
+    _, page = browser.get(base + "/ipv6")
+    status, page = browser.post(base + "/ipv6", {**form_fields(page), "sender": "lou@example.org", "ip": "2a01:4f8::3",
+                                                 "prefix": "128", "answer": ANSWER, "phone": "+41 79 555 01 23"})
+    assert status == 200 and "Enter the SMS code" in page, page
+    number, code = (home.root / "sms.txt").read_text().splitlines()[-1].rsplit(" ", 1)
+    assert number == "+41 79 555 01 23" and re.fullmatch(r"\d{6}", code)
+    token = re.search(r'name="token" value="([^"]+)"', page).group(1)
+    wrong = str((int(code) + 1) % 10 ** 6).zfill(6)
+    status, bad = browser.post(base + "/ipv6/sms", {"csrf": csrf_of(page), "token": token, "digits": wrong})
+    assert status == 404 and "not the code we sent" in bad
+    status, done = browser.post(base + "/ipv6/sms", {"csrf": csrf_of(page), "token": token, "digits": code})
+    assert status == 200 and "lou@example.org is now listed for 2a01:4f8::3/128" in done
+    assert home.whitelist.lookup("lou@example.org", "2a01:4f8::3") is not None
+
+
+def test_posts_are_rate_limited_per_client(tmp_path: Path) -> None:
+    root = tmp_path / "home"
+    root.mkdir()
+    with mail_sink() as (_, sink_port), start(root, sink_port, posts_per_minute=3) as ports:
+        base = f"http://127.0.0.1:{ports['web']}"
+        browser = Browser()
+        _, page = browser.get(base + "/ipv6")
+        statuses = [browser.post(base + "/ipv6", {"csrf": csrf_of(page), "answer": "x"})[0] for _ in range(5)]
+        assert statuses == [400, 400, 400, 429, 429]
+        status, page = browser.get(base + "/ipv6")
+        assert status == 200, "pages stay readable"
