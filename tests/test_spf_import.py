@@ -183,3 +183,31 @@ def test_a_family_that_fails_keeps_its_earlier_import(home, fswl, dns_zone) -> N
     assert entries(home, "fam.example") == sorted([
         "ip4/198/18/0/1/*@fam.example", "ip4/198/18/0/2/*@fam.example", "ip4/198/18/0/3/*@fam.example",
         "ip4/198/19/4/*@fam.example", "ip6/2001/0db8/0077/*@fam.example"])
+
+
+@pytest.mark.parametrize("domain", ["main.example", "qual.example", "redir.example", "inc1.example"])
+def test_expansion_agrees_with_pyspf_evaluating_each_address(dns_zone, domain: str) -> None:
+    """pyspf's own check of an address passes exactly when the address is in the expansion."""
+    import ipaddress
+
+    import spf
+
+    from fswl.spfexpand import Resolver, expand, parse_nameserver, using
+
+    _, server = dns_zone
+    resolver = Resolver(parse_nameserver(server), timeout=2)
+    expansion = expand(domain, resolver)
+    assert expansion.ok, expansion.errors
+    networks = [n for family in expansion.networks.values() for n in family]
+    probes = set()
+    for network in networks + [ipaddress.ip_network("192.0.2.0/24"), ipaddress.ip_network("2001:db8:2::/120")]:
+        for offset in (-1, 0, 1):
+            for edge in (network.network_address, network.broadcast_address):
+                try:
+                    probes.add(edge + offset)
+                except ipaddress.AddressValueError:
+                    continue
+    with using(resolver):
+        for address in sorted(probes, key=lambda a: (a.version, a)):
+            result, _ = spf.query(i=str(address), s=f"x@{domain}", h=domain, timeout=2).check()[::2]
+            assert (result == "pass") == any(address in n for n in networks), (address, result)
