@@ -128,3 +128,26 @@ def test_events_take_addresses_networks_and_names(home) -> None:
         ("spf_pass", "192.0.2.10", "erin@umkc.edu", ""), ("seen", "192.0.2.11", "fred@umkc.edu", "")]
     with pytest.raises(BadInput):
         history.record_confirmation(home, "dave@umkc.edu", "not an ip")
+
+
+def _append_many(root: str, writer: int) -> None:
+    log = EventLog(root, HistorySettings(file_bytes=4000, files=200))
+    for n in range(300):
+        log.append([make_event("seen", f"10.{writer}.{n // 256}.{n % 256}", f"w{writer}n{n}@example.org")])
+
+
+def test_processes_appending_while_the_log_rotates_lose_and_break_nothing(tmp_path) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_append_many, args=(str(tmp_path), w)) for w in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    log = EventLog(tmp_path, HistorySettings(file_bytes=4000, files=200))
+    lines = [line for path in log.files() if path.exists() for line in path.read_bytes().splitlines()]
+    assert all(Event.from_line(line) is not None for line in lines)
+    assert sorted(e.sender for e in log.read()) == sorted(f"w{w}n{n}@example.org" for w in range(4) for n in range(300))
+    assert len(log.files()) > 20  # it did rotate, many times
