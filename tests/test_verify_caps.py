@@ -10,6 +10,7 @@ import time
 import pytest
 
 from fswl.errors import BadCode
+from fswl.history import EventLog
 from fswl.home import Home
 from fswl.verify import codes
 from fswl.verify.settings import VerifySettings
@@ -133,6 +134,8 @@ def test_forged_expired_replayed_and_foreign_codes_are_refused(home: Home) -> No
             with pytest.raises(BadCode, match="already used"):
                 verifier.confirm(code, "test")
             assert home.whitelist.lookup("kim@example.org", "192.0.2.9") is not None
+            confirmations = [(e.ip, e.sender) for e in EventLog.of(home).read() if e.kind == "confirm"]
+            assert confirmations == [("192.0.2.9", "kim@example.org")]  # evidence for reputation, correlation
         finally:
             verifier.close()
 

@@ -177,6 +177,9 @@ def test_forgery_report_blocks_further_challenges(site) -> None:
     assert len(sink.to("gina@example.org")) == 1
     stats = run_fswl(home, "verify", "stats", check=True).stdout
     assert "forgery_reports: 1" in stats and "refused: address reported a forgery: 1" in stats
+    # the report reaches reputation: the relay's quota is zero for a while
+    shown = run_fswl(home, "reputation", "show", "198.51.100.30", check=True).stdout
+    assert "1 abuse report(s)" in shown and "quota: 0 message(s)/hour" in shown, shown
 
 
 def test_the_list_server_page_records_the_request(site) -> None:

@@ -9,7 +9,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from fswl import config
+from fswl import config, history
 from fswl.errors import BadCode, BadSender, FswlError, VerifyRefused
 from fswl.names import IPAddress, parse_sender
 from fswl.verify import codes, mail, screen
@@ -140,6 +140,8 @@ class Verifier:
             result = screen.spf_result(self.settings, sender, address)
             if result in self.settings.spf_refuse:
                 refused = f"SPF {result}"
+            elif result == "pass":  # evidence for reputation quotas and correlation
+                history.record_spf_pass(self.home, sender, str(address))
         return refused
 
     # -- codes -------------------------------------------------------------
@@ -166,6 +168,7 @@ class Verifier:
             raise
         self.caps.count("confirmed")
         self._event(f"confirmed via {via}", record)
+        history.record_confirmation(self.home, record.sender, record.relay)
         log.warning("verify: listed %s for %s (confirmed via %s)", record.sender, record.relay, via)
         return record
 
@@ -189,6 +192,7 @@ class Verifier:
         self.caps.block(record.sender, self.settings.forgery_block_days * 86400)
         self.caps.count("forgery_reports")
         self._event("reported forged", record)
+        history.record_abuse(self.home, record.relay, record.sender)
         log.warning("verify: %s reported mail via %s as forged; no challenges to it for %g days",
                     record.sender, record.relay, self.settings.forgery_block_days)
         return record
