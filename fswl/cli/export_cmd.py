@@ -25,7 +25,7 @@ def register(cli: click.Group) -> None:
 
 
 @click.command()
-@click.option("--format", "fmt", type=click.Choice(FORMATS), required=True,
+@click.option("--format", "fmt", type=click.Choice(FORMATS),
               help="rbldnsd: one combined dataset; zone: an RFC 1035 master file (NSD, Knot, BIND).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True),
               help="Write to FILE (replaced atomically) instead of stdout.")
@@ -43,6 +43,8 @@ def export(obj, fmt: str, output: str | None, serial: int | None) -> None:
     from fswl.export.rbldnsd import write_rbldnsd
     from fswl.export.zone import write_zone
 
+    if fmt is None:  # click's own message for a missing choice spans lines
+        raise click.UsageError(f"Missing option '--format' ({' or '.join(FORMATS)})")
     home = obj.home
     settings = home.settings("dns", DnsSettings)
     names = ExportNames(home.whitelist.tree, settings)

@@ -143,7 +143,7 @@ class ExportNames:
             if count > MAX_EXPANSION_ADDRESSES:
                 network = _network((version, plen, value))
                 self.skipped.append(
-                    f"{network}: {', '.join(others)} would take {count} names per entry (more than "
+                    f"{network}: {', '.join(others)} would take 2^{width - plen} names per entry (more than "
                     f"{MAX_EXPANSION_ADDRESSES}); list them on narrower prefixes to export them")
                 senders.intersection_update({ANY_SENDER})
                 continue
