@@ -12,8 +12,10 @@ from __future__ import annotations
 import ipaddress
 import random
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import dns.message
 import dns.name
@@ -140,17 +142,24 @@ def questions(tree: Tree, count: int, rng: random.Random) -> list[tuple[str, tup
     return out[:count]
 
 
-def differential(tmp_path: Path, relays: int, count: int, wide: bool = False) -> None:
+@contextmanager
+def three_servers(tmp_path: Path, root: Path) -> Iterator[tuple[int, int, int]]:
+    """Export ``root`` both ways; yield the ports of fswl, rbldnsd and NSD serving it."""
     rbldnsd_bin = require("rbldnsd", "the differential export test")
     nsd_bin = require("nsd", "the differential export test")
-    root = tmp_path / "home"
-    tree = build_tree(Home(root).db, relays, SEED, wide=wide)
     for fmt in ("rbldnsd", "zone"):
         run_fswl(root, "export", "--format", fmt, "--output", str(tmp_path / fmt), check=True, timeout=300)
-    asked = questions(tree, count, random.Random(SEED))
     with fswl_serve(root, "dns") as fswl_port, \
             rbldnsd(rbldnsd_bin, tmp_path / "rbldnsd", ZONE, tmp_path / "rbldnsd-run") as rbl_port, \
             nsd(nsd_bin, tmp_path / "zone", ZONE, tmp_path / "nsd-run") as nsd_port:
+        yield fswl_port, rbl_port, nsd_port
+
+
+def differential(tmp_path: Path, relays: int, count: int, wide: bool = False) -> None:
+    root = tmp_path / "home"
+    tree = build_tree(Home(root).db, relays, SEED, wide=wide)
+    asked = questions(tree, count, random.Random(SEED))
+    with three_servers(tmp_path, root) as (fswl_port, rbl_port, nsd_port):
         seen: Counter[str] = Counter()
         mismatches = []
         for i, (kind, labels) in enumerate(asked):
@@ -206,3 +215,26 @@ def test_exports_answer_what_fswl_answers(tmp_path: Path) -> None:
 def test_exports_answer_what_fswl_answers_with_wide_expansions(tmp_path: Path) -> None:
     """With *@domain on a /16 and an IPv6 /112: 65,536 addresses written out each."""
     differential(tmp_path, relays=20_000, count=5_000, wide=True)
+
+
+ODD_SENDERS = ["first.last@umkc.edu", "a$b@umkc.edu", "#hash@umkc.edu", "o'neil@umkc.edu", "x+tag@umkc.edu",
+               "josé@umkc.edu", "semi;colon@umkc.edu", "back\\slash@umkc.edu", "quote\"d@umkc.edu", "!bang@umkc.edu"]
+
+
+@pytest.mark.integration
+def test_odd_local_parts_travel_through_both_formats(tmp_path: Path) -> None:
+    """Local parts with dots, $, #, quotes, backslashes and UTF-8: escaped for each format, answered alike."""
+    home = Home(tmp_path / "home")
+    for sender in ODD_SENDERS:
+        home.whitelist.add(sender, "57.129.134.63")
+    home.whitelist.add("*", "57.129.134.63")
+    with three_servers(tmp_path, home.root) as (fswl_port, rbl_port, nsd_port):
+        for sender in ODD_SENDERS:
+            local = sender.rsplit("@", 1)[0].encode()
+            for labels in (mailbox(sender, "57.129.134.63"), (local, b"other", b"example") + rev("57.129.134.63"),
+                           hashed(sender, "57.129.134.63")):
+                for rdtype in ("A", "TXT"):
+                    want = ask(fswl_port, labels, rdtype)
+                    assert want.a or want.txt, (labels, want)
+                    assert ask(nsd_port, labels, rdtype) == want, labels
+                    assert ask(rbl_port, labels, rdtype) == want, labels

@@ -32,7 +32,7 @@ def register(cli: click.Group) -> None:
 @click.option("--serial", type=click.IntRange(min=1, max=2**32 - 1),
               help="SOA serial (default: the time now, in seconds).")
 @click.pass_obj
-def export(obj, fmt: str, output: str | None, serial: int | None) -> None:
+def export(obj, fmt: str | None, output: str | None, serial: int | None) -> None:
     """Export the whitelist for rbldnsd, NSD, Knot or BIND, answering what `fswl serve dns` answers.
 
     The zone, TTLs, SOA and NS come from [dns] in fswl.toml. Mailbox names
@@ -55,6 +55,8 @@ def export(obj, fmt: str, output: str | None, serial: int | None) -> None:
         click.echo(f"fswl: export: skipped {message}", err=True)
     if len(names.skipped) > SHOWN_WARNINGS:
         click.echo(f"fswl: export: {len(names.skipped) - SHOWN_WARNINGS} more skipped", err=True)
+    if names.problems:
+        click.echo(f"fswl: export: {len(names.problems)} things in db/ not followed; see `fswl fsck`", err=True)
 
 
 @contextmanager

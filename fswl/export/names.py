@@ -96,6 +96,8 @@ class ExportNames:
         for listing in walk(tree, self.problems):
             net = listing.network
             self.levels.setdefault((net.version, net.prefixlen, int(net.network_address)), set()).add(listing.sender)
+        if self.problems:
+            log.info("export: %d things in db/ not followed (see `fswl fsck`)", len(self.problems))
         self._set_aside_test_points()
         self.stars = {level for level, senders in self.levels.items() if ANY_SENDER in senders}
         self.addresses = self._written_addresses()
@@ -108,7 +110,7 @@ class ExportNames:
 
     def records(self, tick: Callable[[int], None] = lambda n: None) -> Iterator[Record]:
         """Every positive name, address by address; ``tick(1)`` after each address."""
-        for version, point in _TEST_POINTS:
+        for _version, point in _TEST_POINTS:
             rev = tuple(reverse_labels(point))
             for owner in (rev, (WILDCARD,) + rev):
                 yield Record(owner, answers.TEST_ANSWER, TEST_POINT_TEXT)
