@@ -15,10 +15,9 @@ from __future__ import annotations
 from typing import Callable, TextIO
 
 from fswl.dns import answers
-from fswl.dns.names import escape_label
 from fswl.dns.settings import DnsSettings
 from fswl.export.names import ExportNames
-from fswl.export.zone import txt_strings
+from fswl.export.zone import label_text, txt_strings
 from fswl.store.whitelist import ANSWERS
 
 #: Characters that mean something at the start of an rbldnsd data line.
@@ -53,7 +52,7 @@ def write_rbldnsd(out: TextIO, names: ExportNames, settings: DnsSettings, serial
 
 def dnset_name(owner: tuple[bytes, ...]) -> str:
     """An owner as a dnset line's name: RFC 1035 escapes, and a safe first character."""
-    labels = [escape_label(label) if label != b"*" else "*" for label in owner]
+    labels = [label_text(label) for label in owner]
     first = owner[0]
     if first != b"*" and first[:1] and first[0] in _LINE_SPECIALS and not labels[0].startswith("\\"):
         labels[0] = f"\\{first[0]:03d}" + labels[0][1:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Callable, Iterable, TextIO
 
 from fswl.dns import answers
@@ -11,6 +12,8 @@ from fswl.export.names import ExportNames, Record
 
 #: RFC 1035: one TXT character-string holds at most 255 octets.
 TXT_CHUNK = 255
+#: Labels repeat (address octets, domains): their escaped forms are remembered.
+LABEL_CACHE_SIZE = 65536
 
 
 def write_zone(out: TextIO, names: ExportNames, settings: DnsSettings, serial: int, base_url: str,
@@ -32,14 +35,22 @@ def write_records(out: TextIO, records: Iterable[Record]) -> int:
     """One A and one TXT line per name."""
     count = 0
     for record in records:
-        owner = ".".join(label.decode("ascii") if label == b"*" else escape_label(label) for label in record.owner)
+        owner = ".".join(map(label_text, record.owner))
         out.write(f"{owner} IN A {record.value}\n{owner} IN TXT {txt_strings(record.text)}\n")
         count += 1
     return count
 
 
+@lru_cache(maxsize=LABEL_CACHE_SIZE)
+def label_text(label: bytes) -> str:
+    """A label in presentation form; ``*`` stays the wildcard."""
+    return "*" if label == b"*" else escape_label(label)
+
+
 def txt_strings(text: str) -> str:
     """TXT data in presentation form: quoted strings of at most 255 octets, odd bytes as \\ddd."""
+    if len(text) <= TXT_CHUNK and text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'  # the common case, without a pass per byte
     data = text.encode("utf-8", "surrogateescape")
     chunks = [data[i:i + TXT_CHUNK] for i in range(0, len(data), TXT_CHUNK)] or [b""]
     return " ".join('"' + "".join(_txt_char(byte) for byte in chunk) + '"' for chunk in chunks)
