@@ -120,11 +120,15 @@ def test_output_file_is_replaced_whole(tmp_path: Path, wl: Whitelist, fswl) -> N
     ([], "Missing option '--format'"),
     (["--format", "zone", "--output", "/nonexistent/dir/wl.zone"], "no directory /nonexistent/dir"),
     (["--format", "zone", "--serial", "0"], "--serial"),
-], ids=["bad-format", "no-format", "no-directory", "bad-serial"])
-def test_bad_input_is_one_line_and_exit_2(wl: Whitelist, fswl, args: list[str], message: str) -> None:
+    (["--format", "zone", "--output", "db/ip4/wl.zone"], "inside db/"),
+], ids=["bad-format", "no-format", "no-directory", "bad-serial", "inside-db"])
+def test_bad_input_is_one_line_and_exit_2(home: Home, wl: Whitelist, fswl, args: list[str], message: str) -> None:
+    wl.add("*", "192.0.2.1")
+    args = [str(home.root / a) if a.startswith("db/") else a for a in args]
     result = fswl("export", *args)
     assert result.returncode == 2 and result.stdout == ""
     assert message in result.stderr and len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+    assert sorted(os.listdir(home.db / "ip4")) == ["192"]  # nothing written into the tree
 
 
 def test_skipped_entries_are_warned_about_and_the_rest_exported(wl: Whitelist, fswl) -> None:
@@ -133,3 +137,11 @@ def test_skipped_entries_are_warned_about_and_the_rest_exported(wl: Whitelist, f
     result = fswl("export", "--format", "zone")
     assert result.returncode == 0 and "dave.umkc.edu.63.134.129.57 IN A 127.0.0.2" in result.stdout
     assert result.stderr.startswith("fswl: export: skipped 2001:db8:1:2::/64: *@example.net would take")
+
+
+def test_every_name_is_written_once(wl: Whitelist) -> None:
+    small_tree(wl)
+    wl.add("*", "192.0.2.9")
+    wl.add("*", "2001:db8::1")
+    owners = [r.owner for r in ExportNames(wl.tree, DnsSettings()).records()]
+    assert len(owners) == len(set(owners))

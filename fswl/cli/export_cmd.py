@@ -46,6 +46,8 @@ def export(obj, fmt: str | None, output: str | None, serial: int | None) -> None
     if fmt is None:  # click's own message for a missing choice spans lines
         raise click.UsageError(f"Missing option '--format' ({' or '.join(FORMATS)})")
     home = obj.home
+    if output is not None and _inside(output, str(home.db)):
+        raise BadInput(f"--output {output} is inside db/, where it would become part of the tree; write it elsewhere")
     settings = home.settings("dns", DnsSettings)
     names = ExportNames(home.whitelist.tree, settings)
     write = write_rbldnsd if fmt == "rbldnsd" else write_zone
@@ -90,3 +92,9 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _inside(path: str, directory: str) -> bool:
+    real = os.path.realpath(path)
+    top = os.path.realpath(directory)
+    return real == top or real.startswith(top + os.sep)

@@ -158,7 +158,7 @@ class ExportNames:
         partial: set[tuple[int, int, int]] = set()  # (version, labels, value of the leading bits)
         for version, plen, value in self.stars:
             step = LABEL_BITS[version]
-            for count in range(1, plen // step + 1):
+            for count in range(1, min(plen, WIDTH[version] - step) // step + 1):  # a relay's own: below
                 partial.add((version, count, value >> (WIDTH[version] - count * step)))
         for version, value in self.addresses:
             step = LABEL_BITS[version]
