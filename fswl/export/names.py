@@ -189,14 +189,11 @@ class ExportNames:
         out: dict[tuple[bytes, ...], Answer] = {}
         nodes: set[tuple[bytes, ...]] = set()
         if star is not None:
-            relay = self._answer(ANY_SENDER, found)
-            out[rev] = relay  # type: ignore[assignment]
-            out[(WILDCARD,) + rev] = relay  # type: ignore[assignment]
+            out[rev] = out[(WILDCARD,) + rev] = _entry_answer(ANY_SENDER, star)
         for sender in sorted(found):
             if sender == ANY_SENDER:
                 continue
-            listed = self._answer(sender, found)
-            assert listed is not None  # the sender itself is found
+            listed = _entry_answer(sender, found[sender])  # a listed sender is its own first candidate
             out[(sender_hash(sender).encode(),) + rev] = listed
             labels = tuple(mailbox_labels(sender))
             if len(labels[0]) > MAX_LABEL_OCTETS or not self._fits(labels + rev):
@@ -234,12 +231,7 @@ class ExportNames:
             candidates.append(wildcard)
         if sender != ANY_SENDER:
             candidates.append(ANY_SENDER)
-        for candidate in candidates:
-            level = found.get(candidate)
-            if level is not None:
-                kind = sender_kind(candidate)
-                return ANSWERS[kind], answers.listed_text(kind, candidate, str(_network(level)))
-        return None
+        return _first_answer(candidates, found)
 
     def _mailbox_answer(self, labels: tuple[bytes, ...], found: dict[str, Level]) -> Answer | None:
         """What the responder answers for ``<local>.<domain...>`` (fswl.dns.names.parse_question)."""
@@ -257,18 +249,27 @@ class ExportNames:
             domain = parse_domain(b".".join(node).decode("ascii"))
         except (BadSender, UnicodeDecodeError):
             return None  # not a domain: the responder answers nothing below it
-        for candidate in ("*@" + domain, ANY_SENDER):
-            level = found.get(candidate)
-            if level is not None:
-                kind = sender_kind(candidate)
-                return ANSWERS[kind], answers.listed_text(kind, candidate, str(_network(level)))
-        return None
+        return _first_answer(["*@" + domain, ANY_SENDER], found)
 
     def _under_prefix_star(self, version: int, value: int) -> bool:
         return self._star_covering(version, WIDTH[version] - LEVEL_BITS[version], value) is not None
 
     def _fits(self, owner: tuple[bytes, ...]) -> bool:
         return sum(len(label) + 1 for label in owner) + self.zone_octets <= MAX_NAME_OCTETS
+
+
+def _entry_answer(sender: str, level: Level) -> Answer:
+    """A and TXT for a match of entry ``sender`` at ``level`` (fswl.dns.resolver does the same)."""
+    kind = sender_kind(sender)
+    return ANSWERS[kind], answers.listed_text(kind, sender, str(_network(level)))
+
+
+def _first_answer(candidates: list[str], found: dict[str, Level]) -> Answer | None:
+    for candidate in candidates:
+        level = found.get(candidate)
+        if level is not None:
+            return _entry_answer(candidate, level)
+    return None
 
 
 def _network(level: Level) -> IPNetwork:
