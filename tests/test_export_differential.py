@@ -203,6 +203,15 @@ def assert_documented_differences(tree: Tree, fswl_port: int, nsd_port: int, rbl
     deeper = mailbox(f"bob@sub.{sender[2:]}", address)
     assert ask(fswl_port, deeper, "A").rcode == "NXDOMAIN"
     assert ask(nsd_port, deeper, "A").a == ("127.0.0.3",) and ask(rbl_port, deeper, "A").a == ("127.0.0.3",)
+    # 4. A name that is no question, below a relay listed for every sender: the wildcard answers it.
+    star = next(a for a, s in tree.relays.items() if "*" in s and a.version == 4 and not any(a in n for n in tree.prefixes))
+    garbage = (b"not-a-hash",) + rev(star)
+    assert ask(fswl_port, garbage, "A").rcode == "NXDOMAIN"
+    assert ask(nsd_port, garbage, "A").a == ("127.0.0.4",) and ask(rbl_port, garbage, "A").a == ("127.0.0.4",)
+    # 5. The IPv4-mapped IPv6 name of a listed relay: fswl and rbldnsd fold it to IPv4, the zone lacks it.
+    mapped = rev(f"::ffff:{star}")
+    assert ask(fswl_port, mapped, "A") == ask(rbl_port, mapped, "A") and ask(fswl_port, mapped, "A").a == ("127.0.0.4",)
+    assert ask(nsd_port, mapped, "A").rcode == "NXDOMAIN"
 
 
 @pytest.mark.integration

@@ -21,7 +21,7 @@ def write_zone(out: TextIO, names: ExportNames, settings: DnsSettings, serial: i
     """Write the zone to ``out``; returns the number of owner names written."""
     soa = answers.soa(settings, serial)
     ttl = settings.ttl
-    out.write(f"; fswl export of the sender whitelist; mailbox names are private: serve to secondaries only\n")
+    out.write("; fswl export of the sender whitelist; mailbox names are private: serve to secondaries only\n")
     out.write(f"$ORIGIN {_absolute(settings.zone)}\n$TTL {ttl}\n")
     out.write(f"@ {ttl} IN SOA {_absolute(soa.mname)} {_absolute(soa.rname)} "
               f"{soa.serial} {soa.refresh} {soa.retry} {soa.expire} {soa.minimum}\n")

@@ -64,7 +64,7 @@ def build_tree(db: Path, relays: int, seed: int = 5782, wide: bool = False) -> T
     tree.prefixes[inner] = ["*"]
     for k in range(3):
         tree.relays[wide16.network_address + 0x0500 + 7 + k] = [f"u{k}@inner.example"]
-        tree.relays[wide16.network_address + 0x0900 + k] = [f"u{k}@deep.example", f"*@deeplist.example"]
+        tree.relays[wide16.network_address + 0x0900 + k] = [f"u{k}@deep.example", "*@deeplist.example"]
     grouped = next(n for n in (ipaddress.ip_network(f"100.{i}.77.0/24") for i in range(64, 128))
                    if not (db / "ip4" / "100" / str(n.network_address.packed[1]) / "77").exists())
     if wide:
