@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "spf_cmd",
     "reputation_cmd",
     "correlate_cmd",
+    "export_cmd",
 ]
 
 
