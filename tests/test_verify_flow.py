@@ -127,14 +127,18 @@ def test_a_reply_over_smtp_confirms(site) -> None:
     assert "550 5.7.1 this code was already used" in again.stdout, again.stdout
 
 
-def test_a_reply_to_postmaster_quoting_the_code_confirms(site) -> None:
+def test_mail_to_postmaster_quoting_the_code_is_kept_and_confirms_nothing(site) -> None:
+    """Only a confirm-<code>@ recipient confirms: postmaster@ takes anyone's mail, so a code quoted there counts for nothing."""
     home, sink, ports = site
     assert policy_request(ports["policy"], "erin@example.org", "198.51.100.20").startswith("451")
     message = sink.wait_for("erin@example.org")
     code = message["Reply-To"].split("@")[0].removeprefix("confirm-")
     result = swaks(ports["smtp"], f"postmaster@{ZONE}", sender="erin@example.org",
-                   header=f"Subject: Re: confirm {code}", body="yes")
-    assert "250 2.0.0 confirmed: erin@example.org is listed for 198.51.100.20" in result.stdout, result.stdout
+                   header=f"Subject: Re: confirm {code}", body=f"yes {code}")
+    assert "250 2.0.0 OK: kept for the postmaster" in result.stdout, result.stdout
+    assert home.whitelist.lookup("erin@example.org", "198.51.100.20") is None
+    assert any(code in path.read_text() for path in (home.root / "verify" / "postmaster" / "new").iterdir())
+    assert Browser().get(link(message, "confirm"))[0] == 200, "the code is still unused"
 
 
 @pytest.mark.parametrize("to,sender,expected", [
@@ -156,8 +160,11 @@ def test_a_bounce_does_not_confirm(site) -> None:
     reply_to = sink.wait_for("frank@example.org")["Reply-To"]
     result = swaks(ports["smtp"], reply_to, sender="<>")
     assert "550 5.7.1 a bounce does not confirm anything" in result.stdout, result.stdout
-    auto = swaks(ports["smtp"], reply_to, sender="frank@example.org", add_header="Auto-Submitted: auto-replied")
-    assert "550 5.7.1 an auto-reply does not confirm" in auto.stdout, auto.stdout
+    for header in ("Auto-Submitted: auto-replied", "Precedence: bulk", "Precedence: junk", "Precedence: list",
+                   "Precedence: auto_reply", "X-Autoreply: yes", "X-Autorespond: yes",
+                   "X-Auto-Response-Suppress: All", "X-Vacation: yes"):
+        auto = swaks(ports["smtp"], reply_to, sender="frank@example.org", add_header=header)
+        assert "550 5.7.1 an auto-reply does not confirm" in auto.stdout, (header, auto.stdout)
     assert home.whitelist.lookup("frank@example.org", "198.51.100.21") is None
 
 
@@ -208,7 +215,8 @@ def test_attacker_chosen_text_stays_out_of_the_mail(site) -> None:
     for planted in ("BUY-CHEAP", "evil-client", "victim-rcpt", "clickhere", "freemoney", "winner", "spam.example"):
         assert planted.lower() not in rest.lower(), planted
     assert message["Subject"] == "Please confirm mail you sent via 192.0.2.77"
-    assert message["Auto-Submitted"] == "auto-generated"
+    assert message["Auto-Submitted"] == "auto-generated" and message["Precedence"] == "bulk"
+    assert "Do not reply to this message if you did not send the mail: a reply confirms." in message.get_content()
 
 
 def test_why_page_escapes_and_points_ipv6_senders_at_the_form(site) -> None:
@@ -217,7 +225,7 @@ def test_why_page_escapes_and_points_ipv6_senders_at_the_form(site) -> None:
     status, page = Browser().get(base + "/why?" + urlencode({"sender": "<script>x</script>@a.example",
                                                              "ip": "2a01:4f8:c0c:1234::25"}))
     assert status == 200 and "<script>x" not in page and "&lt;script&gt;" in page
-    assert "/ipv6?ip=2a01:4f8:c0c:1234::25" in page
+    assert 'href="/ipv6?ip=2a01%3A4f8%3Ac0c%3A1234%3A%3A25&amp;sender=%3Cscript%3Ex%3C%2Fscript%3E%40a.example"' in page
 
 
 @pytest.mark.parametrize("service", ["policy", "dns"])

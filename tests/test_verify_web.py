@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import sys
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from fswl.home import Home
+from fswl.verify.settings import VerifySettings
+from fswl.verify.verifier import Verifier
 from tests.harness.mail import free_port, mail_sink, serve
 from tests.harness.web import Browser, csrf_of, link
 
@@ -16,7 +19,7 @@ ANSWER = "FSWL7"
 SMS_SCRIPT = "import sys; open(sys.argv[1], 'a').write(' '.join(sys.argv[2:]) + '\\n')\n"
 
 
-def start(root: Path, sink_port: int, **web: object):
+def start(root: Path, sink_port: int, sms: bool = False, **web: object):
     web_port = free_port()
     extra = "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in web.items())
     (root / "sms.py").write_text(SMS_SCRIPT)
@@ -31,8 +34,7 @@ test_captcha_answer = "{ANSWER}"
 [verify]
 smarthost = "127.0.0.1:{sink_port}"
 spf_refuse = []
-sms_command = ["{sys.executable}", "{root / 'sms.py'}", "{root / 'sms.txt'}"]
-""")
+""" + (f"""sms_command = ["{sys.executable}", "{root / 'sms.py'}", "{root / 'sms.txt'}"]\n""" if sms else ""))
     return serve(root, "web")
 
 
@@ -99,22 +101,62 @@ def test_a_captcha_answers_once_and_csrf_is_required(web) -> None:
     assert status == 400 and "did not match" in page
 
 
-def test_the_sms_hook_gets_number_and_code(web) -> None:
-    home, _, base = web
+@pytest.fixture(scope="module")
+def web_sms(tmp_path_factory):
+    root = tmp_path_factory.mktemp("web-sms") / "home"
+    root.mkdir()
+    with mail_sink() as (sink, sink_port), start(root, sink_port, sms=True, posts_per_minute=50) as ports:
+        yield Home(root), sink, f"http://127.0.0.1:{ports['web']}"
+
+
+def test_sms_is_a_second_factor_after_the_emailed_link(web_sms) -> None:
+    home, sink, base = web_sms
     browser = Browser()
     _, page = browser.get(base + "/ipv6")
+    assert 'name="phone"' not in page, "no SMS instead of the mail"
     status, page = browser.post(base + "/ipv6", {**form_fields(page), "sender": "lou@example.org", "ip": "2a01:4f8::3",
                                                  "prefix": "128", "answer": ANSWER, "phone": "+41 79 555 01 23"})
+    assert status == 200 and "We mailed a link" in page, page
+    assert not (home.root / "sms.txt").exists() and home.whitelist.lookup("lou@example.org", "2a01:4f8::3") is None
+    url = link(sink.wait_for("lou@example.org"), "confirm")
+    status, page = browser.get(url)
+    assert status == 200 and 'name="phone"' in page and 'action="/ipv6/sms/send"' in page
+    status, refused = browser.post(url, {"csrf": csrf_of(page)})
+    assert status == 404 and "needs a code by SMS" in refused
+    code = url.rsplit("/", 1)[1]
+    status, page = browser.post(base + "/ipv6/sms/send", {"csrf": csrf_of(page), "code": code,
+                                                          "phone": "+41 79 555-01 23"})
     assert status == 200 and "Enter the SMS code" in page, page
-    number, code = (home.root / "sms.txt").read_text().splitlines()[-1].rsplit(" ", 1)
-    assert number == "+41 79 555 01 23" and re.fullmatch(r"\d{6}", code)
-    token = re.search(r'name="token" value="([^"]+)"', page).group(1)
-    wrong = str((int(code) + 1) % 10 ** 6).zfill(6)
-    status, bad = browser.post(base + "/ipv6/sms", {"csrf": csrf_of(page), "token": token, "digits": wrong})
+    dashes, number, digits = (home.root / "sms.txt").read_text().splitlines()[-1].split(" ")
+    assert (dashes, number) == ("--", "+41795550123") and re.fullmatch(r"\d{6}", digits)
+    wrong = str((int(digits) + 1) % 10 ** 6).zfill(6)
+    status, bad = browser.post(base + "/ipv6/sms", {"csrf": csrf_of(page), "code": code, "digits": wrong})
     assert status == 404 and "not the code we sent" in bad
-    status, done = browser.post(base + "/ipv6/sms", {"csrf": csrf_of(page), "token": token, "digits": code})
+    status, bad = browser.post(base + "/ipv6/sms", {"csrf": csrf_of(page), "code": code, "digits": "١٢٣٤٥٦"})
+    assert status == 404 and "not the code we sent" in bad
+    status, done = browser.post(base + "/ipv6/sms", {"csrf": csrf_of(page), "code": code, "digits": digits})
     assert status == 200 and "lou@example.org is now listed for 2a01:4f8::3/128" in done
     assert home.whitelist.lookup("lou@example.org", "2a01:4f8::3") is not None
+
+
+def test_sms_takes_only_a_code_from_an_ipv6_mail(web_sms) -> None:
+    home, _, base = web_sms
+    sent = []
+    verifier = Verifier(home, VerifySettings(spf_refuse=()), "wl.test", base, send=lambda _s, message: sent.append(message))
+    try:
+        assert verifier.challenge("max@example.org", ipaddress.ip_address("192.0.2.8")) is None
+    finally:
+        verifier.close()
+    code = sent[0]["Reply-To"].split("@")[0].removeprefix("confirm-")
+    browser = Browser()
+    _, page = browser.get(base + "/ipv6")
+    for path in ("/ipv6/sms/send", "/ipv6/sms"):
+        for bad_code in (code, "a" * 39):
+            status, bad = browser.post(base + path, {"csrf": csrf_of(page), "code": bad_code, "phone": "+41795550999",
+                                                     "digits": "123456"})
+            assert status in (404, 410) and ("not valid here" in bad or "not known here" in bad), bad
+    assert not (home.root / "sms.txt").exists() or "+41795550999" not in (home.root / "sms.txt").read_text()
+    assert home.whitelist.lookup("max@example.org", "192.0.2.8") is None
 
 
 def test_posts_are_rate_limited_per_client(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ def attach(runtime: Runtime) -> None:
     settings = load_settings(runtime.home)
     if not settings.enabled:
         return
-    worker = ChallengeWorker(verifier_for(runtime), settings.queue_size)
+    worker = ChallengeWorker(verifier_for(runtime), settings.queue_size, settings.workers)
     runtime.miss_hooks.append(worker.submit)
     runtime.close_hooks.append(worker.stop)
 
