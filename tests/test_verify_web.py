@@ -78,7 +78,9 @@ def test_the_form_lists_a_64_after_the_emailed_link(web) -> None:
     ({"ip": "::1"}, "not a public IPv6 address"),
     ({"ip": "192.0.2.1"}, "not a public IPv6 address"),
     ({"ip": "fe80::1"}, "not a public IPv6 address"),
-], ids=["wrong-answer", "forged-captcha", "bad-sender", "loopback", "ipv4", "link-local"])
+    ({"sender": "postmaster@example.org"}, "We do not send links to this address (role or bounce address)"),
+    ({"sender": "jo+tag@example.org"}, "We do not send links to this address (VERP or tagged address)"),
+], ids=["wrong-answer", "forged-captcha", "bad-sender", "loopback", "ipv4", "link-local", "role", "tagged"])
 def test_the_form_refuses(web, change: dict[str, str], message: str) -> None:
     _, _, base = web
     browser = Browser()
@@ -170,3 +172,16 @@ def test_posts_are_rate_limited_per_client(tmp_path: Path) -> None:
         assert statuses == [400, 400, 400, 429, 429]
         status, page = browser.get(base + "/ipv6")
         assert status == 200, "pages stay readable"
+
+
+@pytest.mark.parametrize("path,form", [
+    ("/ipv6", {"csrf": "\u00e9"}),
+    ("/captcha/a-%C2%B2-b.png", None),
+    ("/captcha/a-9999999999-%C3%A9.png", None),
+], ids=["csrf", "captcha-superscript", "captcha-accent"])
+def test_non_ascii_input_gets_a_page_not_a_traceback(web, path: str, form) -> None:
+    _, _, base = web
+    browser = Browser()
+    browser.get(base + "/ipv6")
+    status, page = browser.post(base + path, form) if form is not None else browser.get(base + path)
+    assert status in (403, 404) and "Traceback" not in page and "<h1>" in page, page
