@@ -84,6 +84,16 @@ def wait_listed_in_dns(port: int, name: str, timeout: float = 10.0) -> list[str]
     return []
 
 
+def wait_for_stats(home: Home, line: str, timeout: float = 20.0) -> str:
+    """`fswl verify stats` once it shows ``line`` (the worker threads have handled the misses)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = run_fswl(home, "verify", "stats", check=True).stdout
+        if line in stats.splitlines() or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.2)
+
+
 def test_a_miss_is_challenged_and_confirmed_by_the_link(site) -> None:
     home, sink, ports = site
     action = policy_request(ports["policy"], "dave@umkc.edu", "57.129.134.63")
@@ -180,9 +190,8 @@ def test_forgery_report_blocks_further_challenges(site) -> None:
     status, page = browser.get(link(message, "confirm"))
     assert status == 410 and "already used" in page
     assert policy_request(ports["policy"], "gina@example.org", "198.51.100.31").startswith("451")
-    time.sleep(1.0)
+    stats = wait_for_stats(home, "refused: address reported a forgery: 1")
     assert len(sink.to("gina@example.org")) == 1
-    stats = run_fswl(home, "verify", "stats", check=True).stdout
     assert "forgery_reports: 1" in stats and "refused: address reported a forgery: 1" in stats
     # the report reaches reputation: the relay's quota is zero for a while
     shown = run_fswl(home, "reputation", "show", "198.51.100.30", check=True).stdout
@@ -198,7 +207,10 @@ def test_the_list_server_page_records_the_request(site) -> None:
     assert status == 200 and "VERP" in page
     status, page = browser.post(link(message, "list"), {"csrf": csrf_of(page)})
     assert status == 200 and "mailing-list server" in page
-    assert "list server reported hal@example.org 198.51.100.40" in (home.root / "verify" / "events.log").read_text()
+    status, page = browser.post(link(message, "list"), {"csrf": csrf_of(page)})
+    assert status == 200 and "mailing-list server" in page, "a second press is fine, and not recorded again"
+    events = (home.root / "verify" / "events.log").read_text()
+    assert events.count("list server reported hal@example.org 198.51.100.40") == 1
     status, _ = browser.get(link(message, "confirm"))
     assert status == 200, "recording a list server leaves the code usable"
 
@@ -254,3 +266,53 @@ spf_refuse = []
                 assert dns_answer(ports["dns"], f"quinn.example.org.50.2.0.192.{ZONE}") == []
             message = sink.wait_for("quinn@example.org")
             assert "192.0.2.50" in message["Subject"]
+
+
+def test_smtp_limits_connections_and_a_full_postmaster_box(tmp_path) -> None:
+    root = tmp_path / "home"
+    root.mkdir()
+    (root / "fswl.toml").write_text(f"""
+[dns]
+zone = "{ZONE}"
+[smtp]
+listen = "127.0.0.1:0"
+max_connections = 1
+postmaster_keep = 1
+""")
+    with serve(root, "smtp") as ports:
+        with socket.create_connection(("127.0.0.1", ports["smtp"]), timeout=10) as first:
+            assert first.recv(512).startswith(b"220")
+            with socket.create_connection(("127.0.0.1", ports["smtp"]), timeout=10) as second:
+                assert second.recv(512).startswith(b"421 4.3.2 too many connections")
+        deadline = time.monotonic() + 10
+        kept = swaks(ports["smtp"], f"postmaster@{ZONE}", body="first")
+        while "421" in kept.stdout and time.monotonic() < deadline:  # until the first connection is gone
+            kept = swaks(ports["smtp"], f"postmaster@{ZONE}", body="first")
+        assert "250 2.0.0 OK: kept for the postmaster" in kept.stdout, kept.stdout
+        full = swaks(ports["smtp"], f"postmaster@{ZONE}", body="second")
+        assert "452 4.2.2 the postmaster's mailbox is full" in full.stdout, full.stdout
+
+
+def test_forged_misses_through_the_policy_service_give_exactly_the_capped_number_of_mails(tmp_path) -> None:
+    root = tmp_path / "home"
+    root.mkdir()
+    with mail_sink() as (sink, sink_port):
+        (root / "fswl.toml").write_text(f"""
+[dns]
+zone = "{ZONE}"
+[policy]
+listen = "127.0.0.1:0"
+exempt_clients = []
+[verify]
+enabled = true
+smarthost = "127.0.0.1:{sink_port}"
+spf_refuse = []
+global_per_hour = 7
+""")
+        with serve(root, "policy") as ports:
+            for i in range(300):
+                action = policy_request(ports["policy"], f"forged{i}@d{i}.example", f"198.51.100.{i % 250 + 1}")
+                assert action.startswith("451"), action
+            stats = wait_for_stats(Home(root), "refused: global hourly cap: 293", timeout=60)
+            assert "challenges_sent: 7" in stats.splitlines(), stats
+            assert len(sink.messages) == 7
