@@ -19,6 +19,7 @@ from fswl.verify.caps import Caps, Limits
 from fswl.verify.settings import VerifySettings
 from fswl.verify.verifier import Verifier
 from fswl.web.captchas import Captchas
+from tests.conftest import run_fswl
 from tests.harness.mail import mail_sink
 
 ZONE = "wl.test"
@@ -237,3 +238,21 @@ def test_a_solved_captcha_stays_used_in_another_process(home: Home) -> None:
     finally:
         first.close()
         second.close()
+
+
+def test_stats_read_and_create_nothing(home: Home) -> None:
+    shown = run_fswl(home, "verify", "stats", check=True).stdout
+    assert "pending: 0" in shown and "sent last hour: 0 of 200" in shown
+    assert not (home.root / "verify").exists(), "no key, no database made by a read"
+    with mail_sink() as (sink, port):
+        verifier = make(home, port)
+        try:
+            assert verifier.challenge("ria@example.org", ipaddress.ip_address("192.0.2.62")) is None
+        finally:
+            verifier.close()
+    (home.root / "verify").chmod(0o500)
+    try:
+        shown = run_fswl(home, "verify", "stats", check=True).stdout
+    finally:
+        (home.root / "verify").chmod(0o700)
+    assert "pending: 1" in shown and "sent last hour: 1 of 200" in shown and "challenges_sent: 1" in shown

@@ -41,6 +41,10 @@ CREATE TABLE IF NOT EXISTS tallies (name TEXT PRIMARY KEY, n INTEGER NOT NULL, u
 CAP_REFUSALS = frozenset({"already challenged for this relay", "per-address hourly cap", "per-domain hourly cap",
                           "global hourly cap"})
 
+#: What Caps.usage() reports.
+USAGE_KEYS = ("sent_last_hour", "sent_in_pair_period", "busiest_address_last_hour", "busiest_domain_last_hour",
+              "blocked_addresses")
+
 _suffixes: PublicSuffixList | None = None
 _suffixes_lock = threading.Lock()
 
@@ -66,17 +70,23 @@ class Limits:
 class Caps:
     """Decides whether one more challenge may go out, and counts what happened."""
 
-    def __init__(self, path: Path, limits: Limits, clock: Callable[[], float] = time.time) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, limits: Limits, clock: Callable[[], float] = time.time,
+                 readonly: bool = False) -> None:
+        """Open (and make) the database; ``readonly`` opens an existing one for reading only (sqlite3.Error if none)."""
         self.limits = limits
         self.clock = clock
         self._lock = threading.Lock()  # one connection, shared by this process's threads
+        self._pruned = 0.0
+        if readonly:
+            self._db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
+                                       isolation_level=None, check_same_thread=False)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                                    check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # a crash may lose the last counts, never corrupt
         self._db.executescript(_SCHEMA)
-        self._pruned = 0.0
 
     def take(self, sender: str, relay: str) -> str | None:
         """Reserve a challenge for (sender, relay): None if it may go, else the cap that stops it."""
