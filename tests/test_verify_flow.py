@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 from urllib.parse import urlencode
 
@@ -317,3 +318,14 @@ global_per_hour = 7
             stats = wait_for_stats(Home(root), "refused: global hourly cap: 293", timeout=60)
             assert "challenges_sent: 7" in stats.splitlines(), stats
             assert len(sink.messages) == 7
+
+
+def test_verification_refuses_to_start_with_the_example_zone(tmp_path) -> None:
+    root = tmp_path / "home"
+    root.mkdir()
+    (root / "fswl.toml").write_text('[policy]\nlisten = "127.0.0.1:0"\n[verify]\nenabled = true\n')
+    done = subprocess.run([sys.executable, "-m", "fswl", "serve", "policy"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "FSWL_HOME": str(root)})
+    assert done.returncode == 2, done.stderr
+    assert "[verify] enabled needs a real [dns] zone or verify.zone" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
