@@ -5,13 +5,17 @@ from __future__ import annotations
 import ipaddress
 import re
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from fswl.home import Home
 from fswl.verify.settings import VerifySettings
 from fswl.verify.verifier import Verifier
+from fswl.web.guard import SITE_FACTOR, RateLimit, client_keys
 from tests.harness.mail import free_port, mail_sink, serve
 from tests.harness.web import Browser, csrf_of, link
 
@@ -185,3 +189,37 @@ def test_non_ascii_input_gets_a_page_not_a_traceback(web, path: str, form) -> No
     browser.get(base + "/ipv6")
     status, page = browser.post(base + path, form) if form is not None else browser.get(base + path)
     assert status in (403, 404) and "Traceback" not in page and "<h1>" in page, page
+
+
+def test_rate_limits_count_fixed_windows_per_64_and_per_48() -> None:
+    limit = RateLimit(2)
+    assert [limit.allow("a", now=60.0) for _ in range(3)] == [True, True, False]
+    assert limit.allow("a", now=119.9) is False and limit.allow("a", now=120.0) is True, "a new minute"
+    assert limit.counts == {"a": 1}, "one small counter per client, old windows forgotten"
+
+    def keys(remote: str) -> list[str]:
+        return client_keys(SimpleNamespace(remote=remote, headers={}), False)
+
+    assert keys("192.0.2.1") == ["192.0.2.1"]
+    assert keys("2a01:4f8:c0c:1234::25") == ["2a01:4f8:c0c:1234::/64", "2a01:4f8:c0c::/48"]
+    site = RateLimit(2)
+    hosts = [f"2a01:4f8:c0c:{n:x}::1" for n in range(20)]  # 20 /64s of one /48
+    allowed = sum(all(site.allow(k, now=0.0, factor=SITE_FACTOR if i else 1) for i, k in enumerate(keys(h)))
+                  for h in hosts for _ in range(2))
+    assert allowed == 2 * SITE_FACTOR, "a /48 gets SITE_FACTOR times one client's share, however many /64s it uses"
+
+
+def test_captcha_images_have_a_global_limit(tmp_path: Path) -> None:
+    root = tmp_path / "home"
+    root.mkdir()
+    with mail_sink() as (_, sink_port), start(root, sink_port, costly_per_minute=2) as ports:
+        base = f"http://127.0.0.1:{ports['web']}"
+        statuses = []
+        for _ in range(3):
+            _, page = Browser().get(base + "/ipv6")
+            try:
+                with urllib.request.urlopen(base + re.search(r'src="(/captcha/[^"]+\.png)"', page).group(1)) as response:
+                    statuses.append(response.status)
+            except urllib.error.HTTPError as exc:
+                statuses.append(exc.code)
+        assert statuses == [200, 200, 429]
