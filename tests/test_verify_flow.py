@@ -18,7 +18,7 @@ from fswl.home import Home
 from fswl.verify import codes
 from tests.conftest import require, run_fswl
 from tests.harness.mail import free_port, mail_sink, serve
-from tests.harness.web import Browser, csrf_of, link
+from tests.harness.web import Browser, csrf_of, link, open_code_page
 
 ZONE = "wl.test"
 
@@ -101,10 +101,8 @@ def test_a_miss_is_challenged_and_confirmed_by_the_link(site) -> None:
     assert action.startswith("451 4.7.1 sender not yet validated")
     message = sink.wait_for("dave@umkc.edu")
     assert message["Reply-To"].startswith("confirm-") and message["Reply-To"].endswith("@" + ZONE)
-    url = link(message, "confirm")
-    browser = Browser()
-    status, page = browser.get(url)
-    assert status == 200 and "<button" in page and "57.129.134.63" in page
+    browser, url, page = open_code_page(message, "confirm")
+    assert "<button" in page and "57.129.134.63" in page
     assert home.whitelist.lookup("dave@umkc.edu", "57.129.134.63") is None, "a GET (a prefetch) must not confirm"
     status, page = Browser().post(url, {"csrf": "0" * 32})
     assert status == 403 and "token" in page
@@ -183,10 +181,9 @@ def test_forgery_report_blocks_further_challenges(site) -> None:
     home, sink, ports = site
     assert policy_request(ports["policy"], "gina@example.org", "198.51.100.30").startswith("451")
     message = sink.wait_for("gina@example.org")
-    browser = Browser()
-    status, page = browser.get(link(message, "forged"))
-    assert status == 200 and "Report forgery" in page
-    status, page = browser.post(link(message, "forged"), {"csrf": csrf_of(page)})
+    browser, url, page = open_code_page(message, "forged")
+    assert "Report forgery" in page
+    status, page = browser.post(url, {"csrf": csrf_of(page)})
     assert status == 200 and "Reported" in page
     status, page = browser.get(link(message, "confirm"))
     assert status == 410 and "already used" in page
@@ -203,13 +200,12 @@ def test_the_list_server_page_records_the_request(site) -> None:
     home, sink, ports = site
     assert policy_request(ports["policy"], "hal@example.org", "198.51.100.40").startswith("451")
     message = sink.wait_for("hal@example.org")
-    browser = Browser()
-    status, page = browser.get(link(message, "list"))
-    assert status == 200 and "VERP" in page
+    browser, url, page = open_code_page(message, "list")
+    assert "VERP" in page
     token = csrf_of(page)
-    status, page = browser.post(link(message, "list"), {"csrf": token})
+    status, page = browser.post(url, {"csrf": token})
     assert status == 200 and "mailing-list server" in page
-    status, page = browser.post(link(message, "list"), {"csrf": token})
+    status, page = browser.post(url, {"csrf": token})
     assert status == 200 and "mailing-list server" in page, "a second press is fine, and not recorded again"
     events = (home.root / "verify" / "events.log").read_text()
     assert events.count("list server reported hal@example.org 198.51.100.40") == 1

@@ -17,7 +17,7 @@ from fswl.verify.settings import VerifySettings
 from fswl.verify.verifier import Verifier
 from fswl.web.guard import SITE_FACTOR, RateLimit, client_keys
 from tests.harness.mail import free_port, mail_sink, serve
-from tests.harness.web import Browser, csrf_of, link
+from tests.harness.web import Browser, csrf_of, open_code_page
 
 ANSWER = "FSWL7"
 SMS_SCRIPT = "import sys; open(sys.argv[1], 'a').write(' '.join(sys.argv[2:]) + '\\n')\n"
@@ -67,9 +67,8 @@ def test_the_form_lists_a_64_after_the_emailed_link(web) -> None:
     assert status == 200 and "We mailed a link" in page, page
     message = sink.wait_for("ivy@example.org")
     assert "2a01:4f8:c0c:1234::/64" in message["Subject"]
-    url = link(message, "confirm")
-    status, page = browser.get(url)
-    assert status == 200 and "2a01:4f8:c0c:1234::/64" in page
+    browser, url, page = open_code_page(message, "confirm")
+    assert "2a01:4f8:c0c:1234::/64" in page
     status, page = browser.post(url, {"csrf": csrf_of(page)})
     assert status == 200 and "ivy@example.org is now listed for 2a01:4f8:c0c:1234::/64" in page
     assert home.whitelist.lookup("ivy@example.org", "2a01:4f8:c0c:1234:ffff::1") is not None
@@ -124,9 +123,8 @@ def test_sms_is_a_second_factor_after_the_emailed_link(web_sms) -> None:
                                                  "prefix": "128", "answer": ANSWER, "phone": "+41 79 555 01 23"})
     assert status == 200 and "We mailed a link" in page, page
     assert not (home.root / "sms.txt").exists() and home.whitelist.lookup("lou@example.org", "2a01:4f8::3") is None
-    url = link(sink.wait_for("lou@example.org"), "confirm")
-    status, page = browser.get(url)
-    assert status == 200 and 'name="phone"' in page and 'action="/ipv6/sms/send"' in page
+    browser, url, page = open_code_page(sink.wait_for("lou@example.org"), "confirm")
+    assert 'name="phone"' in page and 'action="/ipv6/sms/send"' in page
     status, refused = browser.post(url, {"csrf": csrf_of(page)})
     assert status == 404 and "needs a code by SMS" in refused
     code = url.rsplit("/", 1)[1]
