@@ -17,6 +17,7 @@ from fswl.home import Home
 from fswl.verify import codes, screen
 from fswl.verify.caps import Caps, Limits
 from fswl.verify.settings import VerifySettings
+from fswl.verify import verifier as verifier_module
 from fswl.verify.verifier import Verifier
 from fswl.web.captchas import Captchas
 from tests.conftest import run_fswl
@@ -256,3 +257,17 @@ def test_stats_read_and_create_nothing(home: Home) -> None:
     finally:
         (home.root / "verify").chmod(0o700)
     assert "pending: 1" in shown and "sent last hour: 1 of 200" in shown and "challenges_sent: 1" in shown
+
+
+def test_the_event_log_is_rotated(home: Home, monkeypatch) -> None:
+    monkeypatch.setattr(verifier_module, "EVENTS_LOG_BYTES", 200)
+    with mail_sink() as (sink, port):
+        verifier = make(home, port, per_address_per_hour=100, per_domain_per_hour=100)
+        try:
+            for i in range(20):
+                assert verifier.challenge(f"sam{i}@example.org", ipaddress.ip_address("192.0.2.63")) is None
+        finally:
+            verifier.close()
+    log = home.root / "verify" / "events.log"
+    assert log.stat().st_size <= 200 + 100 and log.with_name("events.log.1").stat().st_size <= 200 + 100
+    assert "sam19@example.org" in log.read_text()

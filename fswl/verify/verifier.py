@@ -191,7 +191,7 @@ class Verifier:
             raise BadCode("SMS is not set up here")
         digits = number.replace(" ", "").replace("-", "").lstrip("+")
         if not digits.isdigit() or not PHONE_DIGITS[0] <= len(digits) <= PHONE_DIGITS[1]:
-            raise BadCode("a mobile number has 6 to 16 digits, and may start with +")
+            raise BadCode(f"a mobile number has {PHONE_DIGITS[0]} to {PHONE_DIGITS[1]} digits, and may start with +")
         if self.caps.tally(f"sms-send:{record.id}", self._keep_seconds(record)) > SMS_SENDS:
             raise BadCode(f"{SMS_SENDS} text messages were already sent for this code")
         try:
