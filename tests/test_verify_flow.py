@@ -325,3 +325,24 @@ def test_verification_refuses_to_start_with_the_example_zone(tmp_path) -> None:
     assert done.returncode == 2, done.stderr
     assert "[verify] enabled needs a real [dns] zone or verify.zone" in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_store_that_cannot_be_written_gets_451_and_a_clear_page_and_the_code_survives(site) -> None:
+    home, sink, ports = site
+    assert policy_request(ports["policy"], "iris@example.org", "45.33.1.1").startswith("451")
+    message = sink.wait_for("iris@example.org")
+    blocker = home.db / "ip4" / "45"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("not a directory: every entry under 45/ fails to be written\n")
+    try:
+        reply = swaks(ports["smtp"], message["Reply-To"], sender="iris@example.org")
+        assert "451 4.3.0 confirmation failed on our side" in reply.stdout, reply.stdout
+        browser, url, page = open_code_page(message, "confirm")
+        status, page = browser.post(url, {"csrf": csrf_of(page)})
+        assert status == 503 and "cannot be written just now; nothing was changed" in page, page
+        assert "Traceback" not in page
+    finally:
+        blocker.unlink()
+    browser, url, page = open_code_page(message, "confirm")
+    status, page = browser.post(url, {"csrf": csrf_of(page)})
+    assert status == 200 and "iris@example.org is now listed for 45.33.1.1" in page
