@@ -19,7 +19,8 @@ def verify() -> None:
 def stats(obj) -> None:
     """Show pending challenges, the caps (last hour), and counts of challenges, refusals and confirmations."""
     from fswl.dns.settings import DnsSettings
-    from fswl.verify.verifier import load_settings, read_stats
+    from fswl.verify.stats import read_stats
+    from fswl.verify.verifier import load_settings
 
     home = obj.home
     settings = load_settings(home)

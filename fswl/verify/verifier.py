@@ -16,7 +16,7 @@ from fswl import config, history
 from fswl.errors import BadCode, BadSender, FswlError, VerifyRefused
 from fswl.names import IPAddress, parse_sender, split_sender
 from fswl.verify import codes, mail, screen
-from fswl.verify.caps import USAGE_KEYS, Caps, Limits
+from fswl.verify.caps import Caps, Limits
 from fswl.verify.pending import Pending, Record
 from fswl.verify.settings import VerifySettings
 
@@ -58,31 +58,8 @@ def verify_dir(home: Home) -> Path:
     return home.root / "verify"
 
 
-def read_stats(home: Home, settings: VerifySettings, now: float | None = None) -> dict[str, object]:
-    """What `fswl verify stats` shows, read only: creates no key, no database, no directory."""
-    now = time.time() if now is None else now
-    pending = 0
-    if home.pending.is_dir():
-        pending = sum(1 for name in os.listdir(home.pending) if name.endswith(".json")
-                      and _unexpired(home.pending / name, now))
-    path = verify_dir(home) / "state.sqlite"
-    if not path.exists():
-        return {"pending": pending, "caps": dict.fromkeys(USAGE_KEYS, 0), "counts": {}}
-    caps = Caps(path, _limits(settings), readonly=True)
-    try:
-        return {"pending": pending, "caps": caps.usage(), "counts": caps.counters()}
-    finally:
-        caps.close()
-
-
-def _unexpired(path: Path, now: float) -> bool:
-    try:
-        return Pending.read(path).expires >= now
-    except (FileNotFoundError, ValueError, TypeError):
-        return False
-
-
-def _limits(settings: VerifySettings) -> Limits:
+def limits_of(settings: VerifySettings) -> Limits:
+    """The caps that [verify] sets."""
     return Limits(settings.pair_period_seconds, settings.per_address_per_hour, settings.per_domain_per_hour,
                   settings.global_per_hour)
 
@@ -102,7 +79,7 @@ class Verifier:
         directory = verify_dir(home)
         self.key = codes.load_key(directory / "key")
         self.pending = Pending(home.pending)
-        self.caps = Caps(directory / "state.sqlite", _limits(settings), clock)
+        self.caps = Caps(directory / "state.sqlite", limits_of(settings), clock)
         self.events_path = directory / "events.log"
         self._spf_cache: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
         self._spf_lock = threading.Lock()
