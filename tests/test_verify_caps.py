@@ -7,6 +7,7 @@ import random
 import string
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -19,6 +20,7 @@ from fswl.verify.caps import Caps, Limits
 from fswl.verify.settings import VerifySettings
 from fswl.verify import verifier as verifier_module
 from fswl.verify.verifier import Verifier
+from fswl.verify.worker import ChallengeWorker
 from fswl.web.captchas import Captchas
 from tests.conftest import run_fswl
 from tests.harness.mail import mail_sink
@@ -271,3 +273,37 @@ def test_the_event_log_is_rotated(home: Home, monkeypatch) -> None:
     log = home.root / "verify" / "events.log"
     assert log.stat().st_size <= 200 + 100 and log.with_name("events.log.1").stat().st_size <= 200 + 100
     assert "sam19@example.org" in log.read_text()
+
+
+def test_the_worker_queues_a_pair_once_while_it_waits(home: Home) -> None:
+    class SlowVerifier:
+        def __init__(self) -> None:
+            self.release = threading.Event()
+            self.calls: list[tuple[str, str]] = []
+            self.caps = Caps(home.root / "verify" / "state.sqlite", Limits(86400, 3, 20, 200))
+
+        def challenge(self, sender: str, address) -> None:
+            self.calls.append((sender, str(address)))
+            self.release.wait(10)
+
+        def prune(self) -> int:
+            return 0
+
+    verifier = SlowVerifier()
+    worker = ChallengeWorker(verifier, size=100, workers=1)  # type: ignore[arg-type]
+    try:
+        relay = ipaddress.ip_address("192.0.2.64")
+        worker.submit("busy@example.org", ipaddress.ip_address("192.0.2.65"))  # occupies the one thread
+        for _ in range(5):
+            worker.submit("tom@example.org", relay)
+        worker.submit("Tom@example.org", relay)
+        verifier.release.set()
+        deadline = time.monotonic() + 10
+        while len(verifier.calls) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+        verifier.caps.close()
+    assert verifier.calls == [("busy@example.org", "192.0.2.65"), ("tom@example.org", "192.0.2.64")]
+    counts = Caps(home.root / "verify" / "state.sqlite", Limits(86400, 3, 20, 200)).counters()
+    assert counts["skipped: already queued"] == 5
