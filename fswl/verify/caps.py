@@ -136,7 +136,7 @@ class Caps:
         with self._lock:
             row = self._db.execute(
                 "INSERT INTO tallies VALUES (?, 1, ?) ON CONFLICT(name) DO UPDATE SET n = n + 1 RETURNING n",
-                (name, now + seconds)).fetchone()
+                (name, now + seconds)).fetchall()[0]  # fetchall: the statement ends, the write commits
             if now - self._pruned > PRUNE_SECONDS:
                 self._prune(now)
         return int(row[0])
