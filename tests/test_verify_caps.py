@@ -5,16 +5,24 @@ from __future__ import annotations
 import ipaddress
 import random
 import string
+import subprocess
+import sys
+import threading
 import time
 
 import pytest
 
-from fswl.errors import BadCode
+from fswl.errors import BadCode, VerifyRefused
 from fswl.history import EventLog
 from fswl.home import Home
-from fswl.verify import codes
+from fswl.verify import codes, screen
+from fswl.verify.caps import Caps, Limits
 from fswl.verify.settings import VerifySettings
+from fswl.verify import verifier as verifier_module
 from fswl.verify.verifier import Verifier
+from fswl.verify.worker import ChallengeWorker
+from fswl.web.captchas import Captchas
+from tests.conftest import run_fswl
 from tests.harness.mail import mail_sink
 
 ZONE = "wl.test"
@@ -29,7 +37,7 @@ class Clock:
 
 
 def make(home: Home, sink_port: int, clock=time.time, **changes) -> Verifier:
-    settings = VerifySettings(enabled=True, smarthost=f"127.0.0.1:{sink_port}", spf_refuse=(), **changes)
+    settings = VerifySettings(**{"enabled": True, "smarthost": f"127.0.0.1:{sink_port}", "spf_refuse": (), **changes})
     return Verifier(home, settings, ZONE, "http://127.0.0.1:8025", clock=clock)
 
 
@@ -155,3 +163,147 @@ def test_a_smarthost_that_refuses_leaves_no_pending_code(home: Home) -> None:
         assert verifier.caps.counters()["send_failed"] == 1
     finally:
         verifier.close()
+
+
+def test_spf_runs_after_the_cheap_checks_and_is_cached(home: Home, monkeypatch) -> None:
+    """An already-challenged pair costs no SPF evaluation; other senders at the same domain and relay reuse one."""
+    calls = []
+    monkeypatch.setattr(screen, "spf_result", lambda settings, sender, address: calls.append((sender, str(address))) or "none")
+    with mail_sink() as (sink, port):
+        verifier = make(home, port, spf_refuse=("fail",))
+        try:
+            relay = ipaddress.ip_address("192.0.2.60")
+            assert verifier.challenge("nia@example.org", relay) is None
+            assert verifier.challenge("nia@example.org", relay) == "already challenged for this relay"
+            assert verifier.challenge("oli@example.org", relay) is None
+            assert calls == [("nia@example.org", "192.0.2.60")]
+            assert verifier.caps.counters()["spf_checks"] == 1
+        finally:
+            verifier.close()
+
+
+def test_a_code_survives_a_store_that_cannot_be_written(home: Home, monkeypatch) -> None:
+    with mail_sink() as (sink, port):
+        verifier = make(home, port)
+        try:
+            assert verifier.challenge("pia@example.org", ipaddress.ip_address("192.0.2.61")) is None
+            code = code_of(sink.wait_for("pia@example.org"))
+            broken = home.whitelist
+
+            def refuse(sender: str, relay: str) -> None:
+                raise PermissionError(13, "Permission denied", str(home.root / "db"))
+
+            monkeypatch.setattr(type(broken), "add", lambda self, sender, relay: refuse(sender, relay))
+            with pytest.raises(VerifyRefused, match="cannot be written just now; nothing was changed"):
+                verifier.confirm(code, "test")
+            monkeypatch.undo()
+            assert verifier.confirm(code, "test").sender == "pia@example.org", "the code still works"
+            assert home.whitelist.lookup("pia@example.org", "192.0.2.61") is not None
+        finally:
+            verifier.close()
+
+
+def test_the_per_domain_cap_counts_the_registrable_domain(home: Home) -> None:
+    rng = random.Random(11)
+    with mail_sink() as (sink, port):
+        verifier = make(home, port, per_domain_per_hour=3, per_address_per_hour=100)
+        try:
+            sent = sum(verifier.challenge(f"{random_local(rng)}@{random_local(rng)}.{random_local(rng)}.example.co.uk",
+                                          random_ip(rng)) is None for _ in range(50))
+            assert sent == 3
+            assert verifier.challenge("ann@other.co.uk", random_ip(rng)) is None, "another registrant has its own cap"
+        finally:
+            verifier.close()
+
+
+def test_the_public_suffix_list_needs_no_network() -> None:
+    script = ("import socket\n"
+              "def refuse(*a, **k): raise OSError('no network in this test')\n"
+              "socket.socket.connect = refuse; socket.getaddrinfo = refuse\n"
+              "from fswl.verify.caps import registrable_domain\n"
+              "print(registrable_domain('a.b.example.co.uk'), registrable_domain('x.github.io'))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.split() == ["example.co.uk", "x.github.io"]
+
+
+def test_a_solved_captcha_stays_used_in_another_process(home: Home) -> None:
+    key = codes.load_key(home.root / "verify" / "key")
+    limits = Limits(86400, 3, 20, 200)
+    first = Caps(home.root / "verify" / "state.sqlite", limits)
+    second = Caps(home.root / "verify" / "state.sqlite", limits)  # another process, or the same after a restart
+    try:
+        one, two = Captchas(key, first, 5, 600, "ABCDE"), Captchas(key, second, 5, 600, "ABCDE")
+        token = one.issue()
+        assert one.solve(token, "abcde")
+        assert not two.solve(token, "abcde")
+        assert not one.solve(token, "abcde")
+        assert two.answer("a-\u00b2-b") is None and two.answer("a-9999999999-\u00e9") is None
+    finally:
+        first.close()
+        second.close()
+
+
+def test_stats_read_and_create_nothing(home: Home) -> None:
+    shown = run_fswl(home, "verify", "stats", check=True).stdout
+    assert "pending: 0" in shown and "sent last hour: 0 of 200" in shown
+    assert not (home.root / "verify").exists(), "no key, no database made by a read"
+    with mail_sink() as (sink, port):
+        verifier = make(home, port)
+        try:
+            assert verifier.challenge("ria@example.org", ipaddress.ip_address("192.0.2.62")) is None
+        finally:
+            verifier.close()
+    (home.root / "verify").chmod(0o500)
+    try:
+        shown = run_fswl(home, "verify", "stats", check=True).stdout
+    finally:
+        (home.root / "verify").chmod(0o700)
+    assert "pending: 1" in shown and "sent last hour: 1 of 200" in shown and "challenges_sent: 1" in shown
+
+
+def test_the_event_log_is_rotated(home: Home, monkeypatch) -> None:
+    monkeypatch.setattr(verifier_module, "EVENTS_LOG_BYTES", 200)
+    with mail_sink() as (sink, port):
+        verifier = make(home, port, per_address_per_hour=100, per_domain_per_hour=100)
+        try:
+            for i in range(20):
+                assert verifier.challenge(f"sam{i}@example.org", ipaddress.ip_address("192.0.2.63")) is None
+        finally:
+            verifier.close()
+    log = home.root / "verify" / "events.log"
+    assert log.stat().st_size <= 200 + 100 and log.with_name("events.log.1").stat().st_size <= 200 + 100
+    assert "sam19@example.org" in log.read_text()
+
+
+def test_the_worker_queues_a_pair_once_while_it_waits(home: Home) -> None:
+    class SlowVerifier:
+        def __init__(self) -> None:
+            self.release = threading.Event()
+            self.calls: list[tuple[str, str]] = []
+            self.caps = Caps(home.root / "verify" / "state.sqlite", Limits(86400, 3, 20, 200))
+
+        def challenge(self, sender: str, address) -> None:
+            self.calls.append((sender, str(address)))
+            self.release.wait(10)
+
+        def prune(self) -> int:
+            return 0
+
+    verifier = SlowVerifier()
+    worker = ChallengeWorker(verifier, size=100, workers=1)  # type: ignore[arg-type]
+    try:
+        relay = ipaddress.ip_address("192.0.2.64")
+        worker.submit("busy@example.org", ipaddress.ip_address("192.0.2.65"))  # occupies the one thread
+        for _ in range(5):
+            worker.submit("tom@example.org", relay)
+        worker.submit("Tom@example.org", relay)
+        verifier.release.set()
+        deadline = time.monotonic() + 10
+        while len(verifier.calls) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+        verifier.caps.close()
+    assert verifier.calls == [("busy@example.org", "192.0.2.65"), ("tom@example.org", "192.0.2.64")]
+    counts = Caps(home.root / "verify" / "state.sqlite", Limits(86400, 3, 20, 200)).counters()
+    assert counts["skipped: already queued"] == 5

@@ -19,16 +19,14 @@ def verify() -> None:
 def stats(obj) -> None:
     """Show pending challenges, the caps (last hour), and counts of challenges, refusals and confirmations."""
     from fswl.dns.settings import DnsSettings
-    from fswl.verify.verifier import Verifier, load_settings
+    from fswl.verify.stats import read_stats
+    from fswl.verify.verifier import load_settings
 
     home = obj.home
     settings = load_settings(home)
-    verifier = Verifier(home, settings, home.settings("dns", DnsSettings).zone, home.base_url)
-    try:
-        numbers = verifier.stats()
-    finally:
-        verifier.close()
-    click.echo(f"verification: {'enabled' if settings.enabled else 'disabled'}; zone {verifier.zone}; "
+    numbers = read_stats(home, settings)
+    zone = settings.zone_or(home.settings("dns", DnsSettings).zone)
+    click.echo(f"verification: {'enabled' if settings.enabled else 'disabled'}; zone {zone}; "
                f"smarthost {settings.smarthost}")
     click.echo(f"pending: {numbers['pending']}")
     caps = numbers["caps"]

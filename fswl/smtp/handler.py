@@ -7,12 +7,10 @@ import email
 import email.policy
 import logging
 import mailbox
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fswl.errors import BadCode, FswlError
-from fswl.verify.codes import CODE_PATTERN
 from fswl.verify.verifier import Verifier
 
 if TYPE_CHECKING:
@@ -22,14 +20,15 @@ log = logging.getLogger(__name__)
 
 CONFIRM_PREFIX = "confirm-"
 POSTMASTER = "postmaster"
-#: Of a message to postmaster@, this much is searched for a code.
+#: Of a reply, this much is parsed for its headers.
 SEARCH_BYTES = 64 * 1024
-#: Codes tried from one message's subject and body.
-MAX_CODES = 3
+#: Precedence values and headers that mark mail sent by a machine (vacation programs, lists).
+AUTOMATIC_PRECEDENCE = frozenset({"bulk", "junk", "list", "auto_reply"})
+AUTOMATIC_HEADERS = ("X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress", "X-Vacation")
 
 
 class ConfirmHandler:
-    """Confirms codes found in the recipient, or in the subject/body of mail to postmaster@."""
+    """Confirms the code in a confirm-<code>@ recipient; keeps mail to postmaster@ (which never confirms)."""
 
     def __init__(self, verifier: Verifier, settings: SmtpSettings, maildir: Path) -> None:
         self.verifier = verifier
@@ -52,34 +51,31 @@ class ConfirmHandler:
         if not envelope.mail_from or envelope.mail_from == "<>":
             return "550 5.7.1 a bounce does not confirm anything"
         try:
-            await _in_thread(self.verifier.lookup, local[len(CONFIRM_PREFIX):])
+            await asyncio.to_thread(self.verifier.lookup, local[len(CONFIRM_PREFIX):])
         except BadCode as exc:
             return f"550 5.7.1 {exc}"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        """postmaster@ only keeps mail; a confirm-<code>@ recipient is the one way to confirm by mail."""
         content: bytes = envelope.original_content or envelope.content or b""
-        message = email.message_from_bytes(content[:SEARCH_BYTES], policy=email.policy.default)
         locals_ = [rcpt.rpartition("@")[0].lower() for rcpt in envelope.rcpt_tos]
         found = [local[len(CONFIRM_PREFIX):] for local in locals_ if local.startswith(CONFIRM_PREFIX)]
-        to_postmaster = POSTMASTER in locals_
-        if to_postmaster:
-            await _in_thread(self._keep, content)
-        auto = str(message.get("Auto-Submitted", "no")).strip().lower()
-        if found and auto != "no":
-            return "550 5.7.1 an auto-reply does not confirm anything; reply by hand or use the link"
-        if not found and to_postmaster and auto == "no" and envelope.mail_from not in ("", "<>"):
-            found = _codes_in(message)
+        if POSTMASTER in locals_ and not await asyncio.to_thread(self._keep, content):
+            return "452 4.2.2 the postmaster's mailbox is full; please try again later"
         if not found:
             return "250 2.0.0 OK: kept for the postmaster"
+        message = email.message_from_bytes(content[:SEARCH_BYTES], policy=email.policy.default)
+        if is_automatic(message):
+            return "550 5.7.1 an auto-reply does not confirm anything; reply by hand or use the link"
         return await self._confirm(found)
 
     async def _confirm(self, found: list[str]) -> str:
         done, problems = [], []
         for code in found:
             try:
-                record = await _in_thread(self.verifier.confirm, code, "smtp")
+                record = await asyncio.to_thread(self.verifier.confirm, code, "smtp")
             except BadCode as exc:
                 problems.append(str(exc))
             except FswlError as exc:
@@ -91,36 +87,27 @@ class ConfirmHandler:
             return "250 2.0.0 confirmed: " + "; ".join(done)
         return f"550 5.7.1 {problems[0]}"
 
-    def _keep(self, content: bytes) -> None:
-        """File mail to postmaster@ in the Maildir, while there is room (a flood fills it, not the disk)."""
+    def _keep(self, content: bytes) -> bool:
+        """File mail to postmaster@ in the Maildir while there is room (a flood fills it, not the disk); False if not kept."""
         try:
             box = mailbox.Maildir(self.maildir, create=True)
-            if len(box) < self.settings.postmaster_keep:
-                box.add(content)
-            else:
-                log.warning("smtp: %s holds %d messages; mail to postmaster@ not kept", self.maildir, len(box))
+            if len(box) >= self.settings.postmaster_keep:
+                log.warning("smtp: %s holds %d messages; mail to postmaster@ refused", self.maildir, len(box))
+                return False
+            box.add(content)
         except OSError as exc:
             log.warning("smtp: cannot keep mail for the postmaster in %s: %s", self.maildir, exc)
+            return False
+        return True
 
 
-def _codes_in(message: email.message.Message) -> list[str]:
-    """Codes in the subject and plain-text body; a reply quotes the challenge, so they are there."""
-    text = str(message.get("Subject", ""))
-    for part in message.walk():
-        if part.get_content_type() == "text/plain":
-            try:
-                text += "\n" + str(part.get_content())[:SEARCH_BYTES]
-            except (LookupError, ValueError):
-                continue
-    codes: list[str] = []
-    for match in CODE_PATTERN.finditer(text):
-        code = match.group(1).lower()
-        if code not in codes:
-            codes.append(code)
-        if len(codes) >= MAX_CODES:
-            break
-    return codes
+def is_automatic(message: email.message.Message) -> bool:
+    """Whether a message says it was sent by a machine (RFC 3834 and the older vacation/list conventions).
 
-
-async def _in_thread(function: Any, *args: Any) -> Any:
-    return await asyncio.get_running_loop().run_in_executor(None, partial(function, *args))
+    An auto-responder answering a challenge to a forged address must not confirm the forger's pair.
+    """
+    if str(message.get("Auto-Submitted", "no")).strip().lower() != "no":
+        return True
+    if str(message.get("Precedence", "")).strip().lower() in AUTOMATIC_PRECEDENCE:
+        return True
+    return any(name in message for name in AUTOMATIC_HEADERS)

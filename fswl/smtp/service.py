@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import SMTP
 
@@ -21,6 +21,30 @@ COMMAND_LIMIT = 100
 IDLE_SECONDS = 120
 
 
+class LimitedSMTP(SMTP):
+    """aiosmtpd's SMTP that answers 421 and closes when its service already has max_connections open."""
+
+    def __init__(self, service: SmtpService, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.service = service
+        self.counted = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.service.connections >= self.service.settings.max_connections:
+            transport.write(b"421 4.3.2 too many connections; try again later\r\n")  # type: ignore[attr-defined]
+            transport.close()
+            return
+        self.service.connections += 1
+        self.counted = True
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.counted:
+            self.counted = False
+            self.service.connections -= 1
+            super().connection_lost(exc)
+
+
 class SmtpService:
     name = "smtp"
 
@@ -31,6 +55,7 @@ class SmtpService:
         self.handler = ConfirmHandler(verifier, settings, runtime.home.root / settings.postmaster_maildir)
         self.hostname = settings.hostname or verifier.zone
         self.server: asyncio.base_events.Server | None = None
+        self.connections = 0
 
     async def start(self) -> None:
         tls = None
@@ -39,7 +64,7 @@ class SmtpService:
             tls.load_cert_chain(self.settings.tls_cert, self.settings.tls_key or None)
 
         def factory() -> SMTP:
-            return SMTP(self.handler, data_size_limit=self.settings.max_message_bytes, hostname=self.hostname,
+            return LimitedSMTP(self, self.handler, data_size_limit=self.settings.max_message_bytes, hostname=self.hostname,
                         ident="fswl confirmations", tls_context=tls, timeout=IDLE_SECONDS,
                         command_call_limit=COMMAND_LIMIT)
 

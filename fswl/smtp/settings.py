@@ -17,6 +17,8 @@ class SmtpSettings:
     #: Larger messages are refused: a confirmation is a short reply.
     max_message_bytes: int = 256 * 1024
     max_recipients: int = 10
+    #: Connections at once; more are answered 421 and closed.
+    max_connections: int = 100
     #: Offer STARTTLS with this certificate and key (PEM files).
     tls_cert: str = ""
     tls_key: str = ""

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from publicsuffixlist import PublicSuffixList
+
 from fswl.names import split_sender
 
 HOUR = 3600.0
@@ -31,7 +33,30 @@ CREATE INDEX IF NOT EXISTS sent_address ON sent(address, at);
 CREATE INDEX IF NOT EXISTS sent_domain ON sent(domain, at);
 CREATE TABLE IF NOT EXISTS blocked (address TEXT PRIMARY KEY, until REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, n INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS tallies (name TEXT PRIMARY KEY, n INTEGER NOT NULL, until REAL NOT NULL);
 """
+
+
+#: Refusals that pass with time (a cap); anything else is about the address itself.
+CAP_REFUSALS = frozenset({"already challenged for this relay", "per-address hourly cap", "per-domain hourly cap",
+                          "global hourly cap"})
+
+#: What Caps.usage() reports.
+USAGE_KEYS = ("sent_last_hour", "sent_in_pair_period", "busiest_address_last_hour", "busiest_domain_last_hour",
+              "blocked_addresses")
+
+_suffixes: PublicSuffixList | None = None
+_suffixes_lock = threading.Lock()
+
+
+def registrable_domain(domain: str) -> str:
+    """The domain a registrant controls (a.b.example.co.uk -> example.co.uk): the per-domain cap counts it,
+    so subdomains made up by a forger share one cap. Uses the Public Suffix List shipped with the package."""
+    global _suffixes
+    with _suffixes_lock:
+        if _suffixes is None:
+            _suffixes = PublicSuffixList()
+    return _suffixes.privatesuffix(domain.lower()) or domain.lower()
 
 
 @dataclass(frozen=True)
@@ -45,22 +70,28 @@ class Limits:
 class Caps:
     """Decides whether one more challenge may go out, and counts what happened."""
 
-    def __init__(self, path: Path, limits: Limits, clock: Callable[[], float] = time.time) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, limits: Limits, clock: Callable[[], float] = time.time,
+                 readonly: bool = False) -> None:
+        """Open (and make) the database; ``readonly`` opens an existing one for reading only (sqlite3.Error if none)."""
         self.limits = limits
         self.clock = clock
         self._lock = threading.Lock()  # one connection, shared by this process's threads
+        self._pruned = 0.0
+        if readonly:
+            self._db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
+                                       isolation_level=None, check_same_thread=False)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                                    check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # a crash may lose the last counts, never corrupt
         self._db.executescript(_SCHEMA)
-        self._pruned = 0.0
 
     def take(self, sender: str, relay: str) -> str | None:
         """Reserve a challenge for (sender, relay): None if it may go, else the cap that stops it."""
         now = self.clock()
-        _, domain = split_sender(sender)
+        domain = registrable_domain(split_sender(sender)[1])
         limits = self.limits
         with self._lock:
             # A read first: when the global cap is full (a flood), refuse without a write lock.
@@ -93,6 +124,22 @@ class Caps:
         if self._count("SELECT COUNT(*) FROM sent WHERE at > ?", now - HOUR) >= limits.global_:
             return "global hourly cap"
         return None
+
+    def precheck(self, sender: str, relay: str) -> str | None:
+        """The cap that would stop (sender, relay) now, read only: a cheap test before SPF (take() checks again)."""
+        with self._lock:
+            return self._refusal(self.clock(), sender, registrable_domain(split_sender(sender)[1]), relay)
+
+    def tally(self, name: str, seconds: float) -> int:
+        """Add one to a named tally kept ``seconds`` (SMS tries, used CAPTCHAs...); its new value, atomically."""
+        now = self.clock()
+        with self._lock:
+            row = self._db.execute(
+                "INSERT INTO tallies VALUES (?, 1, ?) ON CONFLICT(name) DO UPDATE SET n = n + 1 RETURNING n",
+                (name, now + seconds)).fetchall()[0]  # fetchall: the statement ends, the write commits
+            if now - self._pruned > PRUNE_SECONDS:
+                self._prune(now)
+        return int(row[0])
 
     def block(self, sender: str, seconds: float) -> None:
         """No challenge to ``sender`` for a while (after "I did not send this")."""
@@ -140,3 +187,4 @@ class Caps:
         keep = max(HOUR, self.limits.pair_period)
         self._db.execute("DELETE FROM sent WHERE at < ?", (now - keep,))
         self._db.execute("DELETE FROM blocked WHERE until < ?", (now,))
+        self._db.execute("DELETE FROM tallies WHERE until < ?", (now,))

@@ -17,6 +17,7 @@ import os
 import re
 import struct
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +99,11 @@ def check(key: bytes, code: Code, purpose: str, sender: str, relay: str) -> bool
     """Whether the code's mac matches the record it names."""
     raw = bytes.fromhex(code.id) + _STAMP.pack(code.expires)
     return hmac.compare_digest(code.mac, _mac(key, raw, purpose, sender, relay))
+
+
+def format_expiry(expires: float) -> str:
+    """When a code expires, as mail and pages say it."""
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(expires))
 
 
 def derive(key: bytes, label: str, data: str) -> bytes:

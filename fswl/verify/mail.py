@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import smtplib
 import ssl
-import time
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
 
 from fswl.errors import VerifyRefused
+from fswl.verify.codes import format_expiry
 from fswl.verify.settings import VerifySettings
 
 CONFIRM_TEXT = """\
@@ -34,6 +34,7 @@ If you sent that mail, confirm it once, and {ip} is listed for
 
 and press the button, or reply to this message (it goes to
 {reply_address}). Your mail server's next retry is then accepted.
+Do not reply to this message if you did not send the mail: a reply confirms.
 
 If you did NOT send any mail just now, someone used your address as the
 sender. Nothing else happens unless you act; to stop these messages to your
@@ -63,6 +64,7 @@ Someone (probably you) asked on the web form at {base_url}/ipv6 to list
   {confirm_url}
 
 and press the button; the network is listed for {sender} at once.
+Do not reply to this message if you did not ask: a reply confirms.
 
 If it was not you, ignore this message, or open
 
@@ -105,8 +107,8 @@ def build(settings: VerifySettings, challenge: Challenge, zone: str, base_url: s
         "confirm_url": f"{base_url}/confirm/{challenge.code}",
         "forged_url": f"{base_url}/forged/{challenge.code}",
         "list_url": f"{base_url}/list/{challenge.code}",
-        "expires": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(challenge.expires)),
-        "period": _duration(period_seconds),
+        "expires": format_expiry(challenge.expires),
+        "period": duration(period_seconds),
     }
     text = IPV6_TEXT if challenge.purpose == "ipv6" else CONFIRM_TEXT
     message = EmailMessage()
@@ -119,6 +121,7 @@ def build(settings: VerifySettings, challenge: Challenge, zone: str, base_url: s
     # RFC 3834: machine-made; well-behaved auto-responders stay quiet.
     message["Auto-Submitted"] = "auto-generated"
     message["X-Auto-Response-Suppress"] = "All"
+    message["Precedence"] = "bulk"  # older vacation programs do not answer bulk mail
     message.set_content(text.format(**fields), charset="us-ascii", cte="7bit")
     return message
 
@@ -176,7 +179,8 @@ def _password(settings: VerifySettings) -> str:
     return settings.smarthost_password
 
 
-def _duration(seconds: int) -> str:
+def duration(seconds: int) -> str:
+    """"3 days", "1 hour": a period as the mail and the pages say it."""
     if seconds % 86400 == 0 and seconds > 86400:
         days = seconds // 86400
         return f"{days} day" + ("s" if days != 1 else "")

@@ -68,6 +68,15 @@ class Pending:
             raise BadCode("this code was already used") from None
         return record
 
+    def untake(self, record_id: str) -> None:
+        """Make a used record usable again (listing it failed, so the code must still work)."""
+        os.rename(self._path(record_id, used=True), self._path(record_id))
+
+    @staticmethod
+    def read(path: Path) -> Record:
+        """One record file (FileNotFoundError, ValueError for a broken one)."""
+        return _read(path)
+
     def drop(self, record_id: str) -> None:
         try:
             os.unlink(self._path(record_id))

@@ -57,6 +57,8 @@ class VerifySettings:
     spf_timeout: float = 5.0
     #: Misses waiting for the sender thread; more are dropped (and counted).
     queue_size: int = 1000
+    #: Threads that screen and mail queued misses (SPF lookups wait on DNS, so a few run at once).
+    workers: int = 4
     #: Command run as COMMAND NUMBER CODE to send an SMS code ("" = no SMS).
     sms_command: tuple = field(default_factory=tuple)
     sms_timeout: float = 20.0

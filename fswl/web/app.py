@@ -5,73 +5,44 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from functools import partial
 from html import escape
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
+from urllib.parse import urlencode
 
 from aiohttp import web
 
-from fswl.errors import BadCode, FswlError
+from fswl.errors import BadCode, VerifyRefused
 from fswl.verify.pending import Record
 from fswl.verify.verifier import IPV6, Verifier
-from fswl.web import pages
-from fswl.web.captchas import Captchas
-from fswl.web.guard import Csrf, RateLimit, client_key, set_cookies
+from fswl.web import ipv6, pages
+from fswl.web.guard import OVERFLOW, SITE_FACTOR, client_keys
 from fswl.web.settings import WebSettings
+from fswl.web.site import MAX_ADDRESS_CHARS, MAX_FORM_BYTES, MAX_IP_CHARS, Site, bad_code, not_done
 
 log = logging.getLogger(__name__)
 
-#: Form bodies larger than this are refused (a form here is a few fields).
-MAX_FORM_BYTES = 8192
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class Site:
-    """What every page handler shares."""
-
-    def __init__(self, verifier: Verifier, settings: WebSettings) -> None:
-        self.verifier = verifier
-        self.settings = settings
-        self.csrf = Csrf(verifier.key)
-        self.pages_limit = RateLimit(settings.pages_per_minute)
-        self.posts_limit = RateLimit(settings.posts_per_minute)
-        self.captchas = Captchas(verifier.key, settings.captcha_length, settings.captcha_seconds,
-                                 settings.test_captcha_answer)
-
-    async def in_thread(self, function: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(None, partial(function, *args))
-
-    def show(self, request: web.Request, title: str, build: Callable[[str], str], status: int = 200) -> web.StreamResponse:
-        """A page with forms: ``build(csrf_token)`` makes its body; sets the CSRF cookie if needed."""
-        cookies: dict[str, str] = {}
-        token = self.csrf.token(request, cookies)
-        return set_cookies(pages.page(title, build(token), status), cookies)
-
-    async def posted(self, request: web.Request) -> dict[str, str] | web.StreamResponse:
-        """The form of a POST, or the page that refuses it (CSRF, size)."""
-        if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
-            return pages.problem("Form too large", "That form is larger than any form here.", 413)
-        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
-        if not self.csrf.check(request, form):
-            return pages.problem("Form expired", "This form did not come with a valid token (cookies may be off).", 403,
-                                 "Enable cookies for this site, reload the page and send the form again.")
-        return form
 
 
 @web.middleware
 async def rate_limits(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Per client (an IPv6 client per /64, and its /48 at SITE_FACTOR times), and CAPTCHA images for all together."""
     site: Site = request.app["site"]
-    client = client_key(request, site.settings.trust_forwarded_for)
-    costly = request.method == "POST" or request.path.startswith("/captcha/")
-    if not site.pages_limit.allow(client) or (costly and not site.posts_limit.allow(client)):
+    keys = client_keys(request, site.settings.trust_forwarded_for)
+    image = request.path.startswith("/captcha/")
+    costly = request.method == "POST" or image
+    allowed = all(site.pages_limit.allow(key, factor=SITE_FACTOR if i else 1) for i, key in enumerate(keys))
+    if allowed and costly:
+        allowed = all(site.posts_limit.allow(key, factor=SITE_FACTOR if i else 1) for i, key in enumerate(keys))
+    if allowed and image:
+        allowed = site.costly_limit.allow(OVERFLOW)
+    if not allowed:
         return pages.problem("Too many requests", "Too many requests from your address in the last minute.", 429,
                              "Wait a minute, then try again.")
     return await handler(request)
 
 
 def make_app(verifier: Verifier, settings: WebSettings) -> web.Application:
-    from fswl.web import ipv6
-
     app = web.Application(middlewares=[rate_limits], client_max_size=MAX_FORM_BYTES)
     app["site"] = Site(verifier, settings)
     app.router.add_get("/", index)
@@ -94,8 +65,8 @@ async def index(request: web.Request) -> web.StreamResponse:
 
 async def why(request: web.Request) -> web.StreamResponse:
     """What the policy service's 451 links to: why the mail was deferred and what happens next."""
-    sender = request.query.get("sender", "")[:254]
-    ip = request.query.get("ip", "")[:45]
+    sender = request.query.get("sender", "")[:MAX_ADDRESS_CHARS]
+    ip = request.query.get("ip", "")[:MAX_IP_CHARS]
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
@@ -114,7 +85,7 @@ async def why(request: web.Request) -> web.StreamResponse:
             f"<a href=\"mailto:postmaster@{escape(request.app['site'].verifier.zone)}\">postmaster@"
             f"{escape(request.app['site'].verifier.zone)}</a>.</p>")
     if address is not None and address.version == 6:
-        link = "/ipv6?" + "&amp;".join(f"{k}={escape(v, quote=True)}" for k, v in (("ip", ip), ("sender", sender)) if v)
+        link = escape("/ipv6?" + urlencode([(k, v) for k, v in (("ip", ip), ("sender", sender)) if v]), quote=True)
         body += (f"<h2>IPv6 servers</h2><p>An IPv6 server can be listed at once with the "
                  f"<a href=\"{link}\">self-service form</a>.</p>")
     return pages.page("Why was this mail deferred?", body)
@@ -166,10 +137,13 @@ async def show_code(request: web.Request) -> web.StreamResponse:
     action = request.path.split("/")[1]
     title, explain, button, _ = ACTIONS[action]
     try:
-        record = await site.in_thread(site.verifier.lookup, request.match_info["code"])
+        record = await asyncio.to_thread(site.verifier.lookup, request.match_info["code"])
     except BadCode as exc:
         return bad_code(exc)
-    return site.show(request, title, lambda csrf: explain(record, site.verifier.settings.forgery_block_days) + pages.form(request.path, csrf, button))
+    days = site.verifier.settings.forgery_block_days
+    if action == "confirm" and site.verifier.needs_sms(record):
+        return site.show(request, title, lambda csrf: explain(record, days) + ipv6.sms_number_form(csrf, request.match_info["code"]))
+    return site.show(request, title, lambda csrf: explain(record, days) + pages.form(request.path, csrf, button))
 
 
 async def act_on_code(request: web.Request) -> web.StreamResponse:
@@ -181,18 +155,11 @@ async def act_on_code(request: web.Request) -> web.StreamResponse:
     method = getattr(site.verifier, ACTIONS[action][3])
     args = (request.match_info["code"], "http") if action == "confirm" else (request.match_info["code"],)
     try:
-        record = await site.in_thread(method, *args)
+        record = await asyncio.to_thread(method, *args)
     except BadCode as exc:
         return bad_code(exc)
-    except FswlError as exc:
+    except VerifyRefused as exc:
         log.warning("web: %s failed: %s", action, exc)
-        return pages.problem("Not done", "Something went wrong on our side; nothing was changed.", 500,
-                             "Please try again in a few minutes.")
+        return not_done(str(exc))
     title, text = DONE[action]
     return pages.page(title, f"<p class=\"ok\">{escape(text.format(sender=record.sender, relay=record.relay))}</p>")
-
-
-def bad_code(exc: BadCode) -> web.StreamResponse:
-    status = 410 if "expired" in str(exc) or "already used" in str(exc) else 404
-    return pages.problem("This link does not work", str(exc).capitalize() + ".", status,
-                         "If your mail is still being deferred, a new message comes with the next retry.")

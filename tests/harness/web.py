@@ -36,3 +36,12 @@ def csrf_of(page: str) -> str:
 
 def link(message: EmailMessage, kind: str) -> str:
     return re.search(rf"(http://\S+/{kind}/[a-z2-7]+)", message.get_content()).group(1)
+
+
+def open_code_page(message: EmailMessage, action: str) -> tuple[Browser, str, str]:
+    """A fresh browser on the page of a mail's ``action`` link (confirm, forged, list): (browser, url, page); asserts 200."""
+    browser = Browser()
+    url = link(message, action)
+    status, page = browser.get(url)
+    assert status == 200, page
+    return browser, url, page
