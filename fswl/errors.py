@@ -55,3 +55,17 @@ class ServiceError(FswlError):
     """{}"""
 
     exit_code = 1
+
+
+class BadRecord(BadInput):
+    """Bad sync record: {}."""
+
+
+class SyncError(FswlError):
+    """{}"""
+
+    exit_code = 1
+
+
+class HostKeyError(SyncError):
+    """{}"""

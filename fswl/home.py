@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from fswl import defaults
 from fswl.config import CONFIG_NAME, load_config, section
 from fswl.store import Whitelist
+from fswl.store.journal import Listener
 
 T = TypeVar("T")
 
@@ -67,4 +68,13 @@ class Home:
     def whitelist(self) -> Whitelist:
         """The store, with every configured change listener attached."""
         self.db.mkdir(parents=True, exist_ok=True)
-        return Whitelist(self.db)
+        return Whitelist(self.db, self.change_listeners())
+
+    def change_listeners(self) -> list[Listener]:
+        """Who hears of local writes: the sync spool, once any peer is configured."""
+        listeners: list[Listener] = []
+        if self.peers.is_dir() and any(self.peers.glob("*.toml")):
+            from fswl.sync.node import Node
+
+            listeners.append(Node(self).spool.listener)
+        return listeners

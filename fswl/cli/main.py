@@ -23,6 +23,8 @@ COMMAND_MODULES = [
     "maintenance_cmd",
     "import_cmd",
     "serve_cmd",
+    "sync_cmd",
+    "peers_cmd",
 ]
 
 
