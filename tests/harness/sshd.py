@@ -97,6 +97,7 @@ class Mesh:
 
     def __init__(self, root: Path, names: list[str]) -> None:
         self.root = root
+        root.mkdir(parents=True, exist_ok=True)
         self.key = keygen(root / "client_key")
         self.known_hosts = root / "known_hosts"
         self.mirrors: dict[str, Mirror] = {}
