@@ -77,4 +77,7 @@ class Home:
             from fswl.sync.node import Node
 
             listeners.append(Node(self).spool.listener)
+        else:
+            # Writes made now are not marked for the digest index: it would go stale.
+            (self.spool / ".digests").unlink(missing_ok=True)
         return listeners

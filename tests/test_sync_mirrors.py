@@ -133,6 +133,18 @@ def test_full_reconciliation_transfers_only_what_differs(mesh_of) -> None:
     result = fswl(mesh, "a", "sync", "--full")
     assert "reconciled 1 in / 2 out" in result.stdout, result.stdout
     assert listing(mesh, "a") == listing(mesh, "b")
+    # Both now keep a digest index; writes through fswl mark it, so the next round finds them.
+    fswl(mesh, "b", "add", "later@b.example", "10.0.9.1")
+    fswl(mesh, "b", "rm", "*", "10.0.8.1")
+    shutil.rmtree(mesh["b"].home / "spool" / "b")
+    (mesh["b"].home / "spool" / ".open").unlink()
+    assert "reconciled 2 in / 1 out" in fswl(mesh, "a", "sync", "--full").stdout  # the entry B removed loses
+    assert listing(mesh, "a") == listing(mesh, "b")
+    # A write behind fswl's back needs --rescan.
+    (mesh["a"].home / "db/ip4/10/1/5/1/manual@a.example").touch()
+    assert "reconciled" not in fswl(mesh, "a", "sync", "--full").stdout
+    assert "reconciled 0 in / 1 out" in fswl(mesh, "a", "sync", "--rescan").stdout
+    assert listing(mesh, "a") == listing(mesh, "b")
 
 
 def test_an_entry_in_use_on_c_survives_expiry_on_b(mesh_of) -> None:

@@ -16,10 +16,11 @@ def register(cli: click.Group) -> None:
 @click.command()
 @click.argument("peer", required=False)
 @click.option("--full", is_flag=True, help="Also reconcile the whole tree by digests (a new or restored node).")
+@click.option("--rescan", is_flag=True, help="With --full: walk the whole tree, not trusting the digest index.")
 @click.option("--serve", is_flag=True, hidden=True, help="Be the remote end, over stdin/stdout (run by SSH).")
 @click.option("--daemon", is_flag=True, help="Sync every [sync] interval seconds until stopped.")
 @click.pass_obj
-def sync(obj, peer: str | None, full: bool, serve: bool, daemon: bool) -> int:
+def sync(obj, peer: str | None, full: bool, rescan: bool, serve: bool, daemon: bool) -> int:
     """Exchange batches with every peer (or PEER); exit 1 if any peer failed."""
     from fswl.errors import FswlError
     from fswl.sync.node import Node
@@ -40,7 +41,7 @@ def sync(obj, peer: str | None, full: bool, serve: bool, daemon: bool) -> int:
         return 0
     if not peer and not node.peers.names():
         raise click.UsageError("no peers configured: add one with `fswl peers add NAME ssh://user@host:port/path`")
-    results = sync_round(node, [peer] if peer else None, full=full)
+    results = sync_round(node, [peer] if peer else None, full=full or rescan, rescan=rescan)
     _print(results)
     return 1 if any(isinstance(r, FswlError) for _, r in results) else 0
 

@@ -43,6 +43,9 @@ SEALING = ".sealing"
 SEEN = ".seen"
 SEEN_SENT = ".seen-sent"
 SEQ = ".seq"
+DIRTY = ".dirty"
+#: Dirty subtree keys remembered per process, so a large import appends each once.
+MAX_DIRTY_REMEMBERED = 100_000
 _BATCH = re.compile(r"(\d{10})\.batch\Z")
 ORIGIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
@@ -61,17 +64,56 @@ class Spool:
         self.root = Path(root)
         self.node = check_origin(node)
         self._fds: dict[str, tuple[int, int, int]] = {}  # name -> (pid, fd, inode)
+        self._dirty: set[str] = set()
+        self._dirty_inode = -1
 
     # -- local writes --------------------------------------------------------
 
     def listener(self, change: Change) -> None:
         """A store listener: journal every local write (seen hits go to the access list)."""
+        self.mark_dirty(change)
         if change.op == journal.SEEN:
             self._append(SEEN, Record(journal.SEEN, change.path, change.when).line())
             return
         record = from_change(change)
         if record is not None:
             self._append(OPEN, record.line())
+
+    def mark_dirty(self, change: Change) -> None:
+        """A store listener: note the subtree a write touched, for the digest index (fswl.sync.digests)."""
+        if change.op == journal.SEEN:
+            return  # mtimes are not in digests
+        from fswl.sync.digests import subtree_key
+
+        key = subtree_key(change.path)
+        if key is None:
+            return
+        # The write is already done: while the log is the one remembered, the
+        # next digest build has yet to take it, and will see this write.
+        try:
+            inode = os.stat(self.root / DIRTY).st_ino
+        except FileNotFoundError:
+            inode = -1
+        if inode != self._dirty_inode or len(self._dirty) >= MAX_DIRTY_REMEMBERED:
+            self._dirty.clear()
+        if key in self._dirty:
+            return
+        self._append(DIRTY, key.encode() + b"\n")
+        self._dirty.add(key)
+        self._dirty_inode = self._fds[DIRTY][2]
+
+    def take_dirty(self) -> set[str]:
+        """The subtree keys written since the last call (crash leftovers included)."""
+        taken = self.root / ".dirty-taken"
+        if not taken.exists():
+            self._take(DIRTY, taken)
+        try:
+            return set(taken.read_text().split())
+        except FileNotFoundError:
+            return set()
+
+    def dirty_done(self) -> None:
+        (self.root / ".dirty-taken").unlink(missing_ok=True)
 
     def _append(self, name: str, line: bytes) -> None:
         path = str(self.root / name)
@@ -116,7 +158,7 @@ class Spool:
         With ``access_list_every`` (seconds), the entries seen in use are
         sealed too when the last access list is at least that old.
         """
-        with self._locked(self.root / ".seal.lock"):
+        with self.locked(self.root / ".seal.lock"):
             if access_list_every is not None:
                 self._take_access_list(access_list_every)
             sealing = self.root / SEALING
@@ -166,7 +208,7 @@ class Spool:
         stamp.touch()
 
     def _write_own(self, lines: list[bytes], signer: signing.Signer | None) -> int:
-        with self._locked(self._dir(self.node) / ".lock"):
+        with self.locked(self._dir(self.node) / ".lock"):
             seq = self.highest(self.node) + 1
             header = b"%s %s %d %d\n" % (MAGIC, self.node.encode(), seq, len(lines))
             body = header + b"".join(lines)
@@ -208,13 +250,13 @@ class Spool:
 
     def store(self, origin: str, seq: int, data: bytes) -> None:
         """Keep a received batch for forwarding and note it as held."""
-        with self._locked(self._dir(origin) / ".lock"):
+        with self.locked(self._dir(origin) / ".lock"):
             if seq > self.highest(origin):
                 self._install(origin, seq, data)
 
     def raise_to(self, origin: str, seq: int) -> None:
         """Note ``seq`` as held without the batch: peers hold our batches past what we remember."""
-        with self._locked(self._dir(origin) / ".lock"):
+        with self.locked(self._dir(origin) / ".lock"):
             if seq > self.highest(origin):
                 log.warning("peers hold batches of %s up to %d, past this spool's %d: numbering on from there",
                             origin, seq, self.highest(origin))
@@ -244,7 +286,7 @@ class Spool:
         return directory
 
     @contextmanager
-    def _locked(self, path: Path) -> Iterator[None]:
+    def locked(self, path: Path) -> Iterator[None]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:

@@ -65,9 +65,9 @@ class Node:
 
     @cached_property
     def writer(self) -> Whitelist:
-        """The store for received writes: no spool listener, so nothing is re-originated here."""
+        """The store for received writes: not journalled (nothing is re-originated here), only marked for digests."""
         self.home.db.mkdir(parents=True, exist_ok=True)
-        return Whitelist(self.home.db)
+        return Whitelist(self.home.db, [self.spool.mark_dirty])
 
     def seal(self) -> list[int]:
         """Seal local writes (and, when due, the access list) into batches."""

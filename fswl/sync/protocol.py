@@ -60,8 +60,11 @@ class Session:
         self.peer = expect or "?"
         self.summary = Summary(self.peer)
         self._digests: dg.Digests | None = None
+        self.rescan = False
 
-    def run(self, full: bool = False) -> Summary:
+    def run(self, full: bool = False, rescan: bool = False) -> Summary:
+        """The whole conversation; ``full`` reconciles by digests, ``rescan`` without the digest index."""
+        self.rescan = rescan
         self.node.seal()
         theirs = self._swap(self._hello(), "hello")
         self._meet(theirs)
@@ -164,7 +167,7 @@ class Session:
     # -- full reconciliation -----------------------------------------------------
 
     def _reconcile(self) -> None:
-        self.wire.send({"digests": True})
+        self.wire.send({"digests": True, "rescan": self.rescan})
         self.wire.flush()
         mine = self.digests
         todo = [""]
@@ -200,7 +203,7 @@ class Session:
     @property
     def digests(self) -> dg.Digests:
         if self._digests is None:
-            self._digests = dg.Digests(str(self.node.home.db))
+            self._digests = dg.Digests(str(self.node.home.db), self.node.spool, self.rescan)
         return self._digests
 
     def _serve_requests(self) -> None:
@@ -210,6 +213,7 @@ class Session:
                 return
             if header.get("digests"):
                 self._digests = None  # computed afresh, while the client computes its own
+                self.rescan = header.get("rescan") is True
                 _ = self.digests
             elif isinstance(header.get("children"), list):
                 listings = {rel: self.digests.children(rel) for rel in header["children"] if isinstance(rel, str)}

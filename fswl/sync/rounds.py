@@ -16,7 +16,7 @@ from fswl.sync.wire import Wire
 log = logging.getLogger(__name__)
 
 
-def sync_round(node: Node, names: list[str] | None = None, full: bool = False
+def sync_round(node: Node, names: list[str] | None = None, full: bool = False, rescan: bool = False
                ) -> list[tuple[str, Summary | FswlError]]:
     """One conversation with each peer (or each named one); an unreachable peer does not stop the others."""
     from fswl.sync.transport import connect  # paramiko: only the connecting side needs it
@@ -27,7 +27,7 @@ def sync_round(node: Node, names: list[str] | None = None, full: bool = False
     for peer in peers:
         try:
             with connect(peer, ["sync", "--serve"], settings.timeout, settings.keepalive) as wire:
-                summary = Session(node, wire, client=True, expect=peer.name).run(full=full)
+                summary = Session(node, wire, client=True, expect=peer.name).run(full=full, rescan=rescan)
             summary.drained += node.drain()  # what the server side learned reaches this node's spool too
             results.append((peer.name, summary))
         except FswlError as exc:
