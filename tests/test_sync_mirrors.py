@@ -239,3 +239,24 @@ def test_peers_add_ls_rm_and_bad_urls(mesh_of) -> None:
     assert fswl(mesh, "a", "peers", "ls").stdout == ""
     none = fswl(mesh, "a", "sync", check=False)
     assert none.returncode == 2 and "fswl peers add" in none.stderr
+
+
+def test_the_daemon_keeps_peers_current_and_stops_on_sigterm(mesh_of) -> None:
+    mesh = mesh_of("a", "b")  # [sync] interval = 1 in the harness
+    daemon = subprocess.Popen([sys.executable, "-m", "fswl", "sync", "--daemon"], cwd=REPO,
+                              env={**os.environ, "FSWL_HOME": str(mesh["a"].home)},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        fswl(mesh, "a", "add", "daemon@example.org", "192.0.2.77")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if fswl(mesh, "b", "check", "daemon@example.org", "192.0.2.77", check=False).returncode == 0:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the daemon did not carry the write to b within 30 s")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        out, err = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, err
+    assert "b: sent" in out and "daemon of a" in err
