@@ -16,7 +16,8 @@ import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator
 
 from fswl.names import FAMILIES
 from fswl.store import journal
@@ -82,8 +83,12 @@ class Digests:
 
     def _walk(self, rel: str, path: str, cache: dict[str, str] | None = None, dirty: frozenset[str] | set[str] = frozenset()) -> str:
         listing: dict[str, Child] = {}
-        with os.scandir(path) as children:
-            for child in children:
+        try:
+            children = os.scandir(path)
+        except (FileNotFoundError, NotADirectoryError):
+            children = None  # pruned by `fswl expire` meanwhile: an empty directory
+        with children or _nothing():
+            for child in children or ():
                 name = child.name
                 if name == TOMB_DIR:
                     with os.scandir(child.path) as tombs:
@@ -177,6 +182,11 @@ def compare(mine: dict[str, list[str | float]], theirs: dict[str, list[str | flo
             pull.append(name)  # a link here, a directory there: both sides' records settle it
             push.append(name)
     return sorted(pull), sorted(push), sorted(descend)
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
 
 def subtree_key(path: str) -> str | None:

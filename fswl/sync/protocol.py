@@ -137,7 +137,11 @@ class Session:
                 log.warning("%s lacks batches %d-%d of %s, no longer spooled here: run `fswl sync --full %s`",
                             self.peer, held + 1, numbers[0] - 1, origin, self.peer)
             for seq in numbers:
-                self.wire.send({"batch": origin, "seq": seq}, spool.read(origin, seq))
+                try:
+                    data = spool.read(origin, seq)
+                except FileNotFoundError:
+                    continue  # drained meanwhile by another round: every peer holds it
+                self.wire.send({"batch": origin, "seq": seq}, data)
                 self.summary.sent += 1
         self.wire.send({"end": True})
         self.wire.flush()

@@ -24,6 +24,8 @@ from fswl.sync.wire import Wire
 log = logging.getLogger(__name__)
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+#: A conversation waits this many connect timeouts for the peer's next word (it may be walking its tree).
+IDLE_TIMEOUTS = 10
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -89,6 +91,7 @@ def connect(peer: Peer, remote_args: list[str], timeout: float, keepalive: float
         command = " ".join([peer.remote_command, "--home", shlex.quote(peer.path), *map(shlex.quote, remote_args)])
         channel = transport.open_session(timeout=timeout)
         channel.exec_command(command)
+        channel.settimeout(timeout * IDLE_TIMEOUTS)  # a peer silent this long is gone
         wire = Wire(channel.makefile("rb"), channel.makefile_stdin("wb"), peer.name)
         try:
             yield wire

@@ -41,8 +41,11 @@ class Wire:
 
         :raises SyncError: when the other side hangs up or says something malformed.
         """
-        self.flush()
-        line = self.rfile.readline(MAX_HEADER_BYTES + 1)
+        try:
+            self.flush()
+            line = self.rfile.readline(MAX_HEADER_BYTES + 1)
+        except OSError as exc:  # a timeout, or the channel gone
+            raise SyncError(f"{self.peer}: {exc or type(exc).__name__}") from None
         if not line:
             raise SyncError(f"{self.peer} hung up")
         if len(line) > MAX_HEADER_BYTES or not line.endswith(b"\n"):
@@ -72,7 +75,10 @@ class Wire:
         chunks = []
         left = size
         while left:
-            chunk = self.rfile.read(left)
+            try:
+                chunk = self.rfile.read(left)
+            except OSError as exc:
+                raise SyncError(f"{self.peer}: {exc or type(exc).__name__}") from None
             if not chunk:
                 raise SyncError(f"{self.peer} hung up in the middle of a message")
             chunks.append(chunk)
