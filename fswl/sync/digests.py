@@ -14,10 +14,9 @@ import json
 import os
 import secrets
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, NamedTuple
 
 from fswl.names import FAMILIES
 from fswl.store import journal
@@ -35,8 +34,7 @@ INDEX = ".digests"
 ENTRY, TOMB, LINK, DIR = "e", "t", "l", "d"
 
 
-@dataclass
-class Child:
+class Child(NamedTuple):
     """One child of a directory as compared: kind, and mtime, link target or digest."""
 
     kind: str
@@ -87,34 +85,39 @@ class Digests:
             children = os.scandir(path)
         except (FileNotFoundError, NotADirectoryError):
             children = None  # pruned by `fswl expire` meanwhile: an empty directory
+        # The hot loop of a reconciliation: tens of thousands of children per walk.
+        deeper = cache is not None and rel.count("/") + 1 < SUBTREE_DEPTH - 1
         with children or _nothing():
             for child in children or ():
                 name = child.name
-                if name == TOMB_DIR:
-                    with os.scandir(child.path) as tombs:
-                        for tomb in tombs:
-                            if tomb.is_file(follow_symlinks=False) and not tomb.name.startswith("."):
-                                listing[TOMB_DIR + "/" + tomb.name] = Child(TOMB, tomb.stat(follow_symlinks=False).st_mtime)
-                elif name.startswith("."):
-                    continue
-                elif child.is_symlink():
-                    listing[name] = Child(LINK, os.readlink(child.path))
+                if name[0] == ".":
+                    if name == TOMB_DIR:
+                        self._tombs(child.path, listing)
                 elif child.is_dir(follow_symlinks=False):
                     sub = rel + "/" + name
                     if cache is None:
-                        listing[name] = Child(DIR, self._walk(sub, child.path))
-                    elif sub.count("/") < SUBTREE_DEPTH - 1:
-                        listing[name] = Child(DIR, self._walk(sub, child.path, cache, dirty))
+                        digest = self._walk(sub, child.path)
+                    elif deeper:
+                        digest = self._walk(sub, child.path, cache, dirty)
                     else:
                         digest = cache.get(sub) if sub not in dirty else None
                         if digest is None:
                             digest = self._walk(sub, child.path)
                         self._subtrees[sub] = digest
-                        listing[name] = Child(DIR, digest)
+                    listing[name] = Child(DIR, digest)
+                elif child.is_symlink():
+                    listing[name] = Child(LINK, os.readlink(child.path))
                 elif child.is_file(follow_symlinks=False):
                     listing[name] = Child(ENTRY, child.stat(follow_symlinks=False).st_mtime)
         self.listings[rel] = listing
         return digest_of(listing)
+
+    @staticmethod
+    def _tombs(path: str, listing: dict[str, Child]) -> None:
+        with os.scandir(path) as tombs:
+            for tomb in tombs:
+                if tomb.is_file(follow_symlinks=False) and not tomb.name.startswith("."):
+                    listing[TOMB_DIR + "/" + tomb.name] = Child(TOMB, tomb.stat(follow_symlinks=False).st_mtime)
 
     def _ensure(self, rel: str) -> None:
         """Read the listings of the cached subtree holding ``rel``, if not read yet."""
@@ -154,15 +157,11 @@ class Digests:
 
 def digest_of(listing: dict[str, Child]) -> str:
     """The digest of one directory listing (mtimes of entries and tombstones left out)."""
-    hasher = hashlib.blake2b(digest_size=16)
+    lines = []
     for name in sorted(listing):
-        child = listing[name]
-        hasher.update(child.kind.encode())
-        hasher.update(name.encode("utf-8", "surrogateescape"))
-        if child.kind in (LINK, DIR):
-            hasher.update(b"\0" + str(child.value).encode("utf-8", "surrogateescape"))
-        hasher.update(b"\n")
-    return hasher.hexdigest()
+        kind, value = listing[name]
+        lines.append(f"{kind}{name}\0{value}\n" if kind in (LINK, DIR) else f"{kind}{name}\n")
+    return hashlib.blake2b("".join(lines).encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
 
 
 def compare(mine: dict[str, list[str | float]], theirs: dict[str, list[str | float]]

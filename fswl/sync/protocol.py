@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,11 +61,15 @@ class Session:
         self.peer = expect or "?"
         self.summary = Summary(self.peer)
         self._digests: dg.Digests | None = None
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
         self.rescan = False
 
     def run(self, full: bool = False, rescan: bool = False) -> Summary:
         """The whole conversation; ``full`` reconciles by digests, ``rescan`` without the digest index."""
         self.rescan = rescan
+        if full:
+            self._start_digests()  # walked while SSH and the batches go on
         self.node.seal()
         theirs = self._swap(self._hello(), "hello")
         self._meet(theirs)
@@ -89,7 +94,8 @@ class Session:
     # -- hello and holdings ---------------------------------------------------
 
     def _hello(self) -> dict[str, Any]:
-        return {"hello": self.node.name, "version": VERSION, **self._status()}
+        return {"hello": self.node.name, "version": VERSION, "full": self._thread is not None,
+                "rescan": self.rescan, **self._status()}
 
     def _status(self) -> dict[str, Any]:
         return {"have": self.node.spool.holdings(), "known": self.node.peers.known()}
@@ -116,6 +122,9 @@ class Session:
             raise SyncError(f"peer {self.expect} calls itself {name}: name peers after their [sync] node "
                             f"(`fswl peers rm {self.expect}` and add it as {name})")
         self.peer = self.summary.peer = self.wire.peer = name
+        if not self.client and hello.get("full") is True:
+            self.rescan = hello.get("rescan") is True
+            self._start_digests()
         mine = hello["have"].get(self.node.name, 0)
         if mine > self.node.spool.highest(self.node.name):
             self.node.spool.raise_to(self.node.name, mine)
@@ -204,8 +213,23 @@ class Session:
             todo = next_level
         self.summary.reconciled = (pulled, pushed)
 
+    def _start_digests(self) -> None:
+        def build() -> None:
+            try:
+                self._digests = dg.Digests(str(self.node.home.db), self.node.spool, self.rescan)
+            except BaseException as exc:  # re-raised where the digests are needed
+                self._failure = exc
+
+        self._thread = threading.Thread(target=build, name="fswl-digests", daemon=True)
+        self._thread.start()
+
     @property
     def digests(self) -> dg.Digests:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+            if self._failure is not None:
+                raise self._failure
         if self._digests is None:
             self._digests = dg.Digests(str(self.node.home.db), self.node.spool, self.rescan)
         return self._digests
@@ -216,9 +240,9 @@ class Session:
             if header.get("bye"):
                 return
             if header.get("digests"):
-                self._digests = None  # computed afresh, while the client computes its own
-                self.rescan = header.get("rescan") is True
-                _ = self.digests
+                if self._thread is None and self._digests is None:  # a client that did not say so in hello
+                    self.rescan = header.get("rescan") is True
+                    self._start_digests()
             elif isinstance(header.get("children"), list):
                 listings = {rel: self.digests.children(rel) for rel in header["children"] if isinstance(rel, str)}
                 self.wire.send({"listings": True}, _dumps(listings))
