@@ -156,3 +156,31 @@ def test_batches_are_sealed_numbered_and_checked(tmp_path: Path) -> None:
     with pytest.raises(BadRecord, match="cut short|records"):
         parse_batch(data[:-5], "a", 1)
     assert spool.drain("a", 1) == 1 and spool.highest("a") == 1
+
+
+def _write_records(root: str, worker: int, count: int) -> None:
+    from fswl.store.journal import Change
+
+    spool = Spool(root, "a")
+    for i in range(count):
+        spool.listener(Change("add", f"ip4/{worker}/u{i}@b.org", when=NOW))
+
+
+def test_sealing_while_processes_write_loses_no_record(tmp_path: Path) -> None:
+    import multiprocessing
+
+    root = str(tmp_path / "spool")
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_write_records, args=(root, w, 400)) for w in range(1, 5)]
+    for worker in workers:
+        worker.start()
+    spool = Spool(root, "a")
+    while any(w.is_alive() for w in workers):
+        spool.seal()
+    for worker in workers:
+        worker.join()
+        assert worker.exitcode == 0
+    spool.seal()
+    seen = [r.path for n in spool.numbers("a") for r in parse_batch(spool.read("a", n), "a", n)]
+    assert len(seen) == len(set(seen)) == 1600
+    assert spool.numbers("a") == list(range(1, spool.highest("a") + 1))
