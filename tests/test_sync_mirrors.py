@@ -260,3 +260,16 @@ def test_the_daemon_keeps_peers_current_and_stops_on_sigterm(mesh_of) -> None:
         out, err = daemon.communicate(timeout=30)
     assert daemon.returncode == 0, err
     assert "b: sent" in out and "daemon of a" in err
+
+
+def test_a_new_empty_node_gets_the_whole_tree_by_reconciliation(mesh_of) -> None:
+    mesh = mesh_of("a", "new")
+    (mesh.root / "relays.txt").write_text("".join(f"10.{i}.{i}.1\n2001:db8:{i:x}::/48\n" for i in range(40)))
+    (mesh["a"].home / "peers").rename(mesh["a"].home / "peers.off")  # data from before any peer
+    fswl(mesh, "a", "import", str(mesh.root / "relays.txt"), "--sender", "*@example.org")
+    fswl(mesh, "a", "add", "*@aol.com", "192.0.2.0/24")
+    fswl(mesh, "a", "link", "192.0.2.0/24", "aol-out")
+    (mesh["a"].home / "peers.off").rename(mesh["a"].home / "peers")
+    result = fswl(mesh, "new", "sync", "--full")
+    assert "reconciled 82 in / 0 out" in result.stdout, result.stdout
+    assert listing(mesh, "new") == listing(mesh, "a") and len(listing(mesh, "a")) == 81

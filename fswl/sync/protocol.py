@@ -29,6 +29,10 @@ from fswl.sync.wire import Wire
 log = logging.getLogger(__name__)
 
 VERSION = 1
+#: Directories compared per request in a reconciliation, which bounds each message.
+RECONCILE_DIRS = 2000
+#: Levels a reconciliation descends at most (ip6/ and eight 16-bit levels, with room to spare).
+MAX_DEPTH = 12
 
 
 @dataclass
@@ -184,34 +188,57 @@ class Session:
         self.wire.flush()
         mine = self.digests
         todo = [""]
-        pulled = pushed = 0
-        while todo:
-            self.wire.send({"children": todo})
-            header, payload = self.wire.expect("listings")
-            listings = _json(payload)
-            next_level = []
-            wanted: list[list[Any]] = []
-            out = []
-            for rel in todo:
-                theirs = listings.get(rel, {})
-                if not isinstance(theirs, dict):
-                    raise SyncError(f"{self.peer} sent a malformed listing")
-                pull, push, descend = dg.compare(mine.children(rel), theirs)
-                if pull:
-                    wanted.append([rel, pull])
-                out.extend(mine.records(rel, push))
-                next_level.extend(f"{rel}/{n}" if rel else n for n in descend)
-            if wanted:
-                self.wire.send({"records": wanted})
-                _, lines = self.wire.expect("records")
-                records = _parse_lines(lines)
-                self.summary.applied += apply_records(self.node.writer, records, f"{self.peer} (reconciliation)")
-                pulled += len(records)
-            if out:
-                self.wire.send({"apply": True}, b"".join(r.line() for r in out))
-                pushed += len(out)
+        pulled = pushed = depth = 0
+        while todo and depth <= MAX_DEPTH:
+            next_level: list[str] = []
+            for start in range(0, len(todo), RECONCILE_DIRS):
+                descend, got, sent = self._reconcile_dirs(mine, todo[start:start + RECONCILE_DIRS])
+                next_level.extend(descend)
+                pulled += got
+                pushed += sent
             todo = next_level
+            depth += 1
         self.summary.reconciled = (pulled, pushed)
+
+    def _reconcile_dirs(self, mine: dg.Digests, todo: list[str]) -> tuple[list[str], int, int]:
+        """Compare the listings of some directories; exchange the records of what differs.
+
+        Returns the sub-directories to compare next, records pulled, records pushed.
+        A directory one side lacks is descended into rather than sent whole,
+        so that no message grows with the size of the tree.
+        """
+        self.wire.send({"children": todo})
+        _, payload = self.wire.expect("listings")
+        listings = _json(payload)
+        descend_into: list[str] = []
+        wanted: list[list[Any]] = []
+        out = []
+        for rel in todo:
+            theirs = listings.get(rel, {})
+            if not isinstance(theirs, dict):
+                raise SyncError(f"{self.peer} sent a malformed listing")
+            ours = mine.children(rel)
+            pull, push, descend = dg.compare(ours, theirs)
+            missing = {n for n in pull if n not in ours and _is_dir(theirs[n])}
+            missing |= {n for n in push if n not in theirs and _is_dir(ours[n])}
+            pull = [n for n in pull if n not in missing]
+            push = [n for n in push if n not in missing]
+            if pull:
+                wanted.append([rel, pull])
+            out.extend(mine.records(rel, push))
+            for name in sorted(missing) + descend:
+                if "/" not in name and name not in (".", ".."):
+                    descend_into.append(f"{rel}/{name}" if rel else name)
+        got = 0
+        if wanted:
+            self.wire.send({"records": wanted})
+            _, lines = self.wire.expect("records")
+            records = _parse_lines(lines)
+            self.summary.applied += apply_records(self.node.writer, records, f"{self.peer} (reconciliation)")
+            got = len(records)
+        if out:
+            self.wire.send({"apply": True}, b"".join(r.line() for r in out))
+        return descend_into, got, len(out)
 
     def _start_digests(self) -> None:
         def build() -> None:
@@ -257,6 +284,10 @@ class Session:
                 self.summary.applied += apply_records(self.node.writer, records, f"{self.peer} (reconciliation)")
             else:
                 raise SyncError(f"{self.peer} sent an unknown request: {str(header)[:120]}")
+
+
+def _is_dir(child: object) -> bool:
+    return isinstance(child, list) and bool(child) and child[0] == dg.DIR
 
 
 def _parse_lines(data: bytes) -> list[Record | BadRecord]:
