@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import os
 import random
 import shutil
 import subprocess

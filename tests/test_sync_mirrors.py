@@ -17,6 +17,7 @@ from fswl.home import Home
 from tests.conftest import REPO, require, run_fswl
 from tests.harness.sshd import Mesh, closed_url
 
+pytestmark = pytest.mark.integration
 DAY = 86400
 
 

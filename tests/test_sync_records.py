@@ -13,8 +13,8 @@ from hypothesis import given, settings, strategies as st
 from fswl.errors import BadRecord
 from fswl.store import Whitelist
 from fswl.sync.apply import apply_record, apply_records
-from fswl.sync.batches import MAGIC, Spool, parse_batch
-from fswl.sync.records import MAX_RECORD_BYTES, Record, parse_record
+from fswl.sync.batches import Spool
+from fswl.sync.records import MAGIC, MAX_RECORD_BYTES, Record, parse_batch, parse_record
 
 NOW = 1_700_000_000.0
 

@@ -29,15 +29,12 @@ from fswl.errors import BadRecord
 from fswl.store import journal
 from fswl.store.journal import Change
 from fswl.sync import signing
-from fswl.sync.records import Record, from_change, parse_record
+from fswl.sync.records import MAGIC, Record, from_change
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"fswl-batch 1"
 #: Records per sealed batch: a large import becomes several batches of this size.
 MAX_RECORDS = 50_000
-#: A received batch larger than this is refused unread.
-MAX_BATCH_BYTES = 32 * 1024 * 1024
 OPEN = ".open"
 SEALING = ".sealing"
 SEEN = ".seen"
@@ -294,43 +291,6 @@ class Spool:
             yield
         finally:
             os.close(fd)
-
-
-def parse_batch(data: bytes, origin: str, seq: int, keys: signing.Keyring | None = None) -> list[Record | BadRecord]:
-    """Check a batch's header and signature, then parse each record.
-
-    Returns the records in order, a BadRecord in place of each record that
-    fails validation (the caller logs and skips it).
-
-    :raises BadRecord: if the batch as a whole is unacceptable.
-    """
-    if len(data) > MAX_BATCH_BYTES:
-        raise BadRecord(f"batch {origin}/{seq} is {len(data)} bytes, over {MAX_BATCH_BYTES}")
-    first, _, rest = data.partition(b"\n")
-    fields = first.split(b" ")
-    if len(fields) != 5 or b" ".join(fields[:2]) != MAGIC:
-        raise BadRecord(f"batch {origin}/{seq} has no fswl-batch header")
-    if fields[2] != origin.encode() or fields[3] != str(seq).encode():
-        raise BadRecord(f"batch {origin}/{seq} says it is {fields[2][:64]!r}/{fields[3][:12]!r}")
-    lines = rest.splitlines(keepends=True)
-    if lines and lines[-1].startswith(signing.SIG_PREFIX):
-        signed, sig = data[: len(data) - len(lines[-1])], lines.pop()
-    else:
-        signed, sig = data, None
-    if keys is not None:
-        keys.verify(origin, signed, sig)
-    if not fields[4].isdigit() or int(fields[4]) != len(lines):
-        raise BadRecord(f"batch {origin}/{seq} holds {len(lines)} records, its header says {fields[4][:12]!r}")
-    if lines and not lines[-1].endswith(b"\n"):
-        raise BadRecord(f"batch {origin}/{seq} is cut short")
-    now = time.time()
-    out: list[Record | BadRecord] = []
-    for line in lines:
-        try:
-            out.append(parse_record(line, now))
-        except BadRecord as exc:
-            out.append(exc)
-    return out
 
 
 def _whole(line: bytes) -> bool:

@@ -20,7 +20,8 @@ from typing import Any
 from fswl.errors import BadRecord, SyncError
 from fswl.sync import digests as dg
 from fswl.sync.apply import Applied, apply_records
-from fswl.sync.batches import ORIGIN_NAME, parse_batch
+from fswl.sync.batches import ORIGIN_NAME
+from fswl.sync.records import parse_batch
 from fswl.sync.node import Node
 from fswl.sync.peers import clean_known
 from fswl.sync.records import Record, parse_record

@@ -24,6 +24,7 @@ from fswl.errors import BadGroup, BadName, BadRecord, BadSender
 from fswl.names import FAMILIES, is_level_name, name_to_sender, parse_group, parse_sender
 from fswl.store import journal
 from fswl.store.tree import GROUPS_DIR
+from fswl.sync.signing import SIG_PREFIX, Keyring
 
 #: Operations that travel between mirrors (expiry is each node's own business).
 ENTRY_OPS = (journal.ADD, journal.REMOVE, journal.SEEN)
@@ -33,6 +34,9 @@ SYNC_OPS = ENTRY_OPS + DIR_OPS
 MAX_RECORD_BYTES = 2048
 #: Levels below ip4/ and ip6/.
 MAX_LEVELS = {"ip4": 4, "ip6": 8}
+MAGIC = b"fswl-batch 1"
+#: A received batch larger than this is refused unread.
+MAX_BATCH_BYTES = 32 * 1024 * 1024
 #: Records more than this far in the future are refused: a peer's clock gone wrong.
 MAX_FUTURE_SECONDS = 86400.0
 _VERSIONS = {family: version for version, family in FAMILIES.items()}
@@ -181,3 +185,39 @@ def network_of(path: str) -> tuple[int, tuple[str, ...]]:
     parts = path.split("/")
     return _VERSIONS[parts[0]], tuple(parts[1:])
 
+
+def parse_batch(data: bytes, origin: str, seq: int, keys: Keyring | None = None) -> list[Record | BadRecord]:
+    """Check a batch's header and signature, then parse each record.
+
+    Returns the records in order, a BadRecord in place of each record that
+    fails validation (the caller logs and skips it).
+
+    :raises BadRecord: if the batch as a whole is unacceptable.
+    """
+    if len(data) > MAX_BATCH_BYTES:
+        raise BadRecord(f"batch {origin}/{seq} is {len(data)} bytes, over {MAX_BATCH_BYTES}")
+    first, _, rest = data.partition(b"\n")
+    fields = first.split(b" ")
+    if len(fields) != 5 or b" ".join(fields[:2]) != MAGIC:
+        raise BadRecord(f"batch {origin}/{seq} has no fswl-batch header")
+    if fields[2] != origin.encode() or fields[3] != str(seq).encode():
+        raise BadRecord(f"batch {origin}/{seq} says it is {fields[2][:64]!r}/{fields[3][:12]!r}")
+    lines = rest.splitlines(keepends=True)
+    if lines and lines[-1].startswith(SIG_PREFIX):
+        signed, sig = data[: len(data) - len(lines[-1])], lines.pop()
+    else:
+        signed, sig = data, None
+    if keys is not None:
+        keys.verify(origin, signed, sig)
+    if not fields[4].isdigit() or int(fields[4]) != len(lines):
+        raise BadRecord(f"batch {origin}/{seq} holds {len(lines)} records, its header says {fields[4][:12]!r}")
+    if lines and not lines[-1].endswith(b"\n"):
+        raise BadRecord(f"batch {origin}/{seq} is cut short")
+    now = time.time()
+    out: list[Record | BadRecord] = []
+    for line in lines:
+        try:
+            out.append(parse_record(line, now))
+        except BadRecord as exc:
+            out.append(exc)
+    return out

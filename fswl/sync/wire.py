@@ -6,7 +6,7 @@ import json
 from typing import Any, BinaryIO
 
 from fswl.errors import SyncError
-from fswl.sync.batches import MAX_BATCH_BYTES
+from fswl.sync.records import MAX_BATCH_BYTES
 
 #: A header line longer than this ends the conversation.
 MAX_HEADER_BYTES = 4 * 1024 * 1024
