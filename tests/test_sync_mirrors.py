@@ -274,3 +274,30 @@ def test_a_new_empty_node_gets_the_whole_tree_by_reconciliation(mesh_of) -> None
     result = fswl(mesh, "new", "sync", "--full")
     assert "reconciled 82 in / 0 out" in result.stdout, result.stdout
     assert listing(mesh, "new") == listing(mesh, "a") and len(listing(mesh, "a")) == 81
+
+
+@pytest.mark.slow
+def test_three_daemons_and_concurrent_writers_converge(mesh_of) -> None:
+    mesh = mesh_of("a", "b", "c")
+    daemons = [subprocess.Popen([sys.executable, "-m", "fswl", "sync", "--daemon"], cwd=REPO,
+                                env={**os.environ, "FSWL_HOME": str(mesh[n].home)},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for n in "abc"]
+    try:
+        for i in range(15):
+            for number, node in enumerate("abc"):
+                fswl(mesh, node, "add", f"u{i}@{node}.example", f"198.51.{number}.{i}")
+            fswl(mesh, "a", "rm", f"u{i}@a.example", f"198.51.0.{i}") if i % 5 == 0 else None
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            views = [listing(mesh, n) for n in "abc"]
+            if views[0] == views[1] == views[2] and len(views[0]) == 42:
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError(f"no convergence: {[len(v) for v in views]}")
+    finally:
+        for daemon in daemons:
+            daemon.send_signal(signal.SIGTERM)
+        errors = [d.communicate(timeout=60)[1] for d in daemons]
+    assert all(d.returncode == 0 for d in daemons), errors
+    assert not any("internal error" in e or "Traceback" in e for e in errors), errors
