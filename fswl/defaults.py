@@ -20,3 +20,12 @@ ZONE = "wl.example.org"
 
 #: Where an installed fswl keeps its home when neither --home nor FSWL_HOME is given.
 SYSTEM_HOME = "/var/spool/fswl"
+
+#: Seconds between rounds of `fswl sync --daemon`, and the longest wait after failures.
+SYNC_INTERVAL_SECONDS = 60
+SYNC_MAX_BACKOFF_SECONDS = 3600
+#: SSH keepalive and connect timeout of sync.
+SYNC_KEEPALIVE_SECONDS = 30
+SYNC_TIMEOUT_SECONDS = 30
+#: Days between access lists (the entries a node saw in use, sent to its peers).
+ACCESS_LIST_DAYS = 7

@@ -67,3 +67,17 @@ class VerifyRefused(FswlError):
 
 class BadSource(BadInput):
     """Not a source name: {!r}. Use letters, digits, '.', '-' and '_' (at most 64)."""
+
+
+class BadRecord(BadInput):
+    """Bad sync record: {}."""
+
+
+class SyncError(FswlError):
+    """{}"""
+
+    exit_code = 1
+
+
+class HostKeyError(SyncError):
+    """{}"""

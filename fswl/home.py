@@ -12,6 +12,7 @@ from fswl import defaults
 from fswl.config import CONFIG_NAME, load_config, section
 from fswl.store import Whitelist
 from fswl.store.changelog import ChangeLog
+from fswl.store.journal import Listener
 
 T = TypeVar("T")
 
@@ -74,4 +75,16 @@ class Home:
     def whitelist(self) -> Whitelist:
         """The store, with every configured change listener attached."""
         self.db.mkdir(parents=True, exist_ok=True)
-        return Whitelist(self.db, listeners=[ChangeLog(self.changelog_path)])
+        return Whitelist(self.db, self.change_listeners())
+
+    def change_listeners(self) -> list[Listener]:
+        """Who hears of local writes: the change log (for `fswl serve`'s index), the sync spool once any peer is configured."""
+        listeners: list[Listener] = [ChangeLog(self.changelog_path)]
+        if self.peers.is_dir() and any(self.peers.glob("*.toml")):
+            from fswl.sync.node import Node
+
+            listeners.append(Node(self).spool.listener)
+        else:
+            # Writes made now are not marked for the digest index: it would go stale.
+            (self.spool / ".digests").unlink(missing_ok=True)
+        return listeners

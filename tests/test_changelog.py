@@ -112,3 +112,10 @@ def test_a_tree_too_large_to_watch_is_served_with_a_warning(home: Home, fswl, mo
         assert wait_for(lambda: index.lookup("new@b.org", "10.0.0.4") is not None)
     finally:
         index.stop()
+
+
+def test_writes_received_from_mirrors_are_logged_for_the_index(home: Home) -> None:
+    from fswl.sync.node import Node
+
+    Node(home).writer.add("a@b.org", "192.0.2.7")
+    assert home.changelog_path.read_text().splitlines() == ["ip4/192/0/2/7/a@b.org"]

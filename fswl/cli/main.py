@@ -28,6 +28,8 @@ COMMAND_MODULES = [
     "reputation_cmd",
     "correlate_cmd",
     "export_cmd",
+    "sync_cmd",
+    "peers_cmd",
 ]
 
 

@@ -1,0 +1,1 @@
+"""Mirrors: batches of writes exchanged with peers over SSH, digests, access lists."""

@@ -1,0 +1,310 @@
+"""The spool: every local write as a record, sealed into per-origin numbered batches.
+
+::
+
+    spool/.open                 records of local writes not yet sealed (append-only)
+    spool/.seen                 entries seen in use since the last access list
+    spool/ORIGIN/0000000042.batch   a sealed batch, ours or received for forwarding
+    spool/ORIGIN/.seq           the highest batch number of ORIGIN this node holds
+
+A batch is written to a temporary file and renamed into place, so it is
+whole or absent.  Local writers append one line each under ``flock`` to
+``.open``; sealing renames ``.open`` away under the same lock, so no record
+is ever lost between the two.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+import secrets
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from fswl.errors import BadRecord
+from fswl.store import journal
+from fswl.store.journal import Change
+from fswl.sync import signing
+from fswl.sync.records import MAGIC, Record, from_change
+
+log = logging.getLogger(__name__)
+
+#: Records per sealed batch: a large import becomes several batches of this size.
+MAX_RECORDS = 50_000
+OPEN = ".open"
+SEALING = ".sealing"
+SEEN = ".seen"
+SEEN_SENT = ".seen-sent"
+SEQ = ".seq"
+DIRTY = ".dirty"
+#: Dirty subtree keys remembered per process, so a large import appends each once.
+MAX_DIRTY_REMEMBERED = 100_000
+_BATCH = re.compile(r"(\d{10})\.batch\Z")
+ORIGIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+
+
+def check_origin(name: str) -> str:
+    """Validate a node name (it becomes a directory of spool/)."""
+    if not ORIGIN_NAME.match(name):
+        raise BadRecord(f"{name[:70]!r} is not a node name (letters, digits, '.', '-', '_')")
+    return name
+
+
+class Spool:
+    """The spool/ directory of one node named ``node``."""
+
+    def __init__(self, root: str | os.PathLike[str], node: str) -> None:
+        self.root = Path(root)
+        self.node = check_origin(node)
+        self._fds: dict[str, tuple[int, int, int]] = {}  # name -> (pid, fd, inode)
+        self._dirty: set[str] = set()
+        self._dirty_inode = -1
+
+    # -- local writes --------------------------------------------------------
+
+    def listener(self, change: Change) -> None:
+        """A store listener: journal every local write (seen hits go to the access list)."""
+        self.mark_dirty(change)
+        if change.op == journal.SEEN:
+            self._append(SEEN, Record(journal.SEEN, change.path, change.when).line())
+            return
+        record = from_change(change)
+        if record is not None:
+            self._append(OPEN, record.line())
+
+    def mark_dirty(self, change: Change) -> None:
+        """A store listener: note the subtree a write touched, for the digest index (fswl.sync.digests)."""
+        if change.op == journal.SEEN:
+            return  # mtimes are not in digests
+        from fswl.sync.digests import subtree_key
+
+        key = subtree_key(change.path)
+        if key is None:
+            return
+        # The write is already done: while the log is the one remembered, the
+        # next digest build has yet to take it, and will see this write.
+        try:
+            inode = os.stat(self.root / DIRTY).st_ino
+        except FileNotFoundError:
+            inode = -1
+        if inode != self._dirty_inode or len(self._dirty) >= MAX_DIRTY_REMEMBERED:
+            self._dirty.clear()
+        if key in self._dirty:
+            return
+        self._append(DIRTY, key.encode() + b"\n")
+        self._dirty.add(key)
+        self._dirty_inode = self._fds[DIRTY][2]
+
+    def take_dirty(self) -> set[str]:
+        """The subtree keys written since the last call (crash leftovers included)."""
+        taken = self.root / ".dirty-taken"
+        if not taken.exists():
+            self._take(DIRTY, taken)
+        try:
+            return set(taken.read_text().split())
+        except FileNotFoundError:
+            return set()
+
+    def dirty_done(self) -> None:
+        (self.root / ".dirty-taken").unlink(missing_ok=True)
+
+    def _append(self, name: str, line: bytes) -> None:
+        path = str(self.root / name)
+        for _ in range(100):
+            fd, inode = self._open(name, path)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                try:
+                    current = os.stat(path).st_ino
+                except FileNotFoundError:
+                    current = -1
+                if current == inode:  # not sealed away meanwhile
+                    os.write(fd, line)
+                    return
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            del self._fds[name]
+        raise OSError(f"cannot append to {path}: it keeps being sealed")
+
+    def _open(self, name: str, path: str) -> tuple[int, int]:
+        held = self._fds.get(name)
+        # A forked import worker must not share the parent's lock.
+        if held is not None and held[0] == os.getpid():
+            return held[1], held[2]
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._fds[name] = (os.getpid(), fd, os.fstat(fd).st_ino)
+        return fd, self._fds[name][2]
+
+    def close(self) -> None:
+        for pid, fd, _ in self._fds.values():
+            if pid == os.getpid():
+                os.close(fd)
+        self._fds.clear()
+
+    # -- sealing ---------------------------------------------------------------
+
+    def seal(self, signer: signing.Signer | None = None, access_list_every: float | None = None) -> list[int]:
+        """Turn the journal of local writes into numbered batches; returns their numbers.
+
+        With ``access_list_every`` (seconds), the entries seen in use are
+        sealed too when the last access list is at least that old.
+        """
+        with self.locked(self.root / ".seal.lock"):
+            if access_list_every is not None:
+                self._take_access_list(access_list_every)
+            sealing = self.root / SEALING
+            if not sealing.exists():
+                if not self._take(OPEN, sealing):
+                    return []
+            lines = [line for line in sealing.read_bytes().splitlines(keepends=True) if _whole(line)]
+            numbers = []
+            for start in range(0, len(lines), MAX_RECORDS):
+                numbers.append(self._write_own(lines[start:start + MAX_RECORDS], signer))
+            sealing.unlink()
+            return numbers
+
+    def _take(self, name: str, to: Path) -> bool:
+        """Rename spool/NAME to ``to`` under the writers' lock; False if there is nothing."""
+        path = self.root / name
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_size == 0:
+                return False
+            os.rename(path, to)
+            return True
+        finally:
+            os.close(fd)
+
+    def _take_access_list(self, every: float) -> None:
+        stamp = self.root / SEEN_SENT
+        try:
+            last = stamp.stat().st_mtime
+        except FileNotFoundError:
+            last = 0.0
+        if time.time() - last < every:
+            return
+        taken = self.root / ".seen-taken"
+        if not taken.exists() and not self._take(SEEN, taken):
+            stamp.touch()
+            return
+        latest: dict[str, bytes] = {}
+        for line in taken.read_bytes().splitlines(keepends=True):
+            latest[line.split(b"\t", 2)[1]] = line  # the last hit of each entry is enough
+        self._append(OPEN, b"".join(latest.values()))
+        taken.unlink()
+        stamp.touch()
+
+    def _write_own(self, lines: list[bytes], signer: signing.Signer | None) -> int:
+        with self.locked(self._dir(self.node) / ".lock"):
+            seq = self.highest(self.node) + 1
+            header = b"%s %s %d %d\n" % (MAGIC, self.node.encode(), seq, len(lines))
+            body = header + b"".join(lines)
+            if signer is not None:
+                body += signer.signature_line(body)
+            self._install(self.node, seq, body)
+            return seq
+
+    # -- holdings --------------------------------------------------------------
+
+    def origins(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(c.name for c in os.scandir(self.root) if c.is_dir() and ORIGIN_NAME.match(c.name))
+
+    def holdings(self) -> dict[str, int]:
+        """The highest batch number held of each origin (sealed ones only)."""
+        return {origin: self.highest(origin) for origin in self.origins()}
+
+    def highest(self, origin: str) -> int:
+        try:
+            return int((self._dir(origin) / SEQ).read_text())
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def numbers(self, origin: str) -> list[int]:
+        """The numbers of the batches of ``origin`` still spooled, in order."""
+        try:
+            names = os.listdir(self._dir(origin))
+        except FileNotFoundError:
+            return []
+        return sorted(int(m.group(1)) for m in map(_BATCH.match, names) if m)
+
+    def path(self, origin: str, seq: int) -> Path:
+        return self._dir(origin) / f"{seq:010d}.batch"
+
+    def read(self, origin: str, seq: int) -> bytes:
+        return self.path(origin, seq).read_bytes()
+
+    def store(self, origin: str, seq: int, data: bytes) -> None:
+        """Keep a received batch for forwarding and note it as held."""
+        with self.locked(self._dir(origin) / ".lock"):
+            if seq > self.highest(origin):
+                self._install(origin, seq, data)
+
+    def raise_to(self, origin: str, seq: int) -> None:
+        """Note ``seq`` as held without the batch: peers hold our batches past what we remember."""
+        with self.locked(self._dir(origin) / ".lock"):
+            if seq > self.highest(origin):
+                log.warning("peers hold batches of %s up to %d, past this spool's %d: numbering on from there",
+                            origin, seq, self.highest(origin))
+                _write_atomic(self._dir(origin) / SEQ, str(seq).encode())
+
+    def drain(self, origin: str, upto: int) -> int:
+        """Remove the batches of ``origin`` numbered ``upto`` or lower; returns how many."""
+        removed = 0
+        for seq in self.numbers(origin):
+            if seq > upto:
+                break
+            self.path(origin, seq).unlink(missing_ok=True)
+            removed += 1
+        return removed
+
+    def pending(self) -> int:
+        """Batches spooled, of every origin."""
+        return sum(len(self.numbers(o)) for o in self.origins())
+
+    def _install(self, origin: str, seq: int, data: bytes) -> None:
+        _write_atomic(self.path(origin, seq), data)
+        _write_atomic(self._dir(origin) / SEQ, str(seq).encode())
+
+    def _dir(self, origin: str) -> Path:
+        directory = self.root / check_origin(origin)
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory
+
+    @contextmanager
+    def locked(self, path: Path) -> Iterator[None]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+
+def _whole(line: bytes) -> bool:
+    """A journal line as a writer left it: a crash can only cut the last one short."""
+    if line.endswith(b"\n") and line.count(b"\t") == 3:
+        return True
+    log.warning("dropped a cut-off journal line: %r", line[:80])
+    return False
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    temp = path.with_name(f".tmp-{secrets.token_hex(6)}")
+    with open(temp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)

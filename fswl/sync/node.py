@@ -1,0 +1,88 @@
+"""This node as sync sees it: its name, spool, peers, keys and settings ([sync] in fswl.toml)."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from fswl import defaults
+from fswl.store import Whitelist
+from fswl.store.changelog import ChangeLog
+from fswl.sync.batches import Spool, check_origin
+from fswl.sync.peers import Peers
+from fswl.sync.signing import Keyring, Signer
+
+if TYPE_CHECKING:
+    from fswl.home import Home
+
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    """[sync] in fswl.toml."""
+
+    node: str = ""  #: this node's name; peers name it so in their peers/ (default: the short host name)
+    signing_key: str = ""  #: OpenSSH ed25519 private key that signs this node's batches
+    require_signatures: bool = False  #: refuse batches not signed by a key in peers/keys/ORIGIN.pub
+    interval: float = float(defaults.SYNC_INTERVAL_SECONDS)  #: seconds between rounds of `fswl sync --daemon`
+    max_backoff: float = float(defaults.SYNC_MAX_BACKOFF_SECONDS)  #: longest wait after failed rounds
+    keepalive: float = float(defaults.SYNC_KEEPALIVE_SECONDS)  #: SSH keepalive interval
+    timeout: float = float(defaults.SYNC_TIMEOUT_SECONDS)  #: connect and authentication timeout
+    access_list_days: float = float(defaults.ACCESS_LIST_DAYS)  #: how often the entries seen in use are sent
+
+
+class Node:
+    """Everything sync needs of one home."""
+
+    def __init__(self, home: Home) -> None:
+        self.home = home
+
+    @cached_property
+    def settings(self) -> SyncSettings:
+        return self.home.settings("sync", SyncSettings)
+
+    @cached_property
+    def name(self) -> str:
+        return check_origin(self.settings.node or socket.gethostname().split(".")[0])
+
+    @cached_property
+    def spool(self) -> Spool:
+        return Spool(self.home.spool, self.name)
+
+    @cached_property
+    def peers(self) -> Peers:
+        return Peers(self.home.peers)
+
+    @cached_property
+    def keyring(self) -> Keyring:
+        return Keyring(self.home.peers / "keys", self.settings.require_signatures)
+
+    @cached_property
+    def signer(self) -> Signer | None:
+        return Signer(self.settings.signing_key) if self.settings.signing_key else None
+
+    @cached_property
+    def writer(self) -> Whitelist:
+        """The store for received writes: not journalled (nothing is re-originated here), only marked
+        for digests and logged for the index of a running `fswl serve`."""
+        self.home.db.mkdir(parents=True, exist_ok=True)
+        return Whitelist(self.home.db, [self.spool.mark_dirty, ChangeLog(self.home.changelog_path)])
+
+    def seal(self) -> list[int]:
+        """Seal local writes (and, when due, the access list) into batches."""
+        return self.spool.seal(self.signer, self.settings.access_list_days * DAY)
+
+    def drain(self) -> int:
+        """Drop the batches every configured peer is known to hold; returns how many."""
+        peers = self.peers.names()
+        if not peers:
+            return 0
+        known = self.peers.known()
+        removed = 0
+        for origin in self.spool.origins():
+            held = min(known.get(p, {}).get(origin, 0) if p != origin else 1 << 62 for p in peers)
+            removed += self.spool.drain(origin, held)
+        return removed

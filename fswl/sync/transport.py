@@ -1,0 +1,118 @@
+"""SSH to a peer with paramiko: host keys checked against known_hosts, never added on trust.
+
+The peer runs ``REMOTE_COMMAND --home PATH sync --serve``; the conversation
+is the channel's stdin and stdout, and its stderr is passed to our log.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import shlex
+import socket
+from contextlib import contextmanager
+from typing import Iterator
+
+import paramiko
+
+from fswl.errors import HostKeyError, SyncError
+from fswl.sync.peers import Peer
+from fswl.sync.wire import Wire
+
+log = logging.getLogger(__name__)
+
+DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+#: A conversation waits this many connect timeouts for the peer's next word (it may be walking its tree).
+IDLE_TIMEOUTS = 10
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """The key's fingerprint as OpenSSH prints it: ``SHA256:base64``."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def host_label(peer: Peer) -> str:
+    """The host as known_hosts names it: ``host`` or ``[host]:port``."""
+    return peer.host if peer.port == 22 else f"[{peer.host}]:{peer.port}"
+
+
+class _Refuse(paramiko.MissingHostKeyPolicy):
+    """Refuse an unknown host key, saying how to check and accept it."""
+
+    def __init__(self, peer: Peer, known_hosts: str) -> None:
+        self.peer = peer
+        self.known_hosts = known_hosts
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        port = f"-p {self.peer.port} " if self.peer.port != 22 else ""
+        raise HostKeyError(
+            f"unknown host key for {host_label(self.peer)} ({key.get_name()} {fingerprint(key)}); "
+            f"refusing to sync with {self.peer.name}. If that fingerprint is the peer's, accept it with: "
+            f"ssh-keyscan {port}{self.peer.host} >> {self.known_hosts}"
+        )
+
+
+@contextmanager
+def connect(peer: Peer, remote_args: list[str], timeout: float, keepalive: float) -> Iterator[Wire]:
+    """Open an SSH session to ``peer`` running the remote fswl with ``remote_args``; yield its Wire."""
+    known_hosts = os.path.expanduser(peer.known_hosts or DEFAULT_KNOWN_HOSTS)
+    client = paramiko.SSHClient()
+    try:
+        try:
+            client.load_host_keys(known_hosts)
+        except FileNotFoundError:
+            pass  # every host is then unknown, and refused below
+        client.set_missing_host_key_policy(_Refuse(peer, known_hosts))
+        try:
+            client.connect(
+                peer.host, port=peer.port, username=peer.user, key_filename=peer.key, timeout=timeout,
+                banner_timeout=timeout, auth_timeout=timeout, allow_agent=peer.key is None,
+                look_for_keys=peer.key is None,
+            )
+        except paramiko.BadHostKeyException as exc:
+            raise HostKeyError(
+                f"the host key of {host_label(peer)} CHANGED: it is now {exc.key.get_name()} {fingerprint(exc.key)}, "
+                f"known_hosts has {fingerprint(exc.expected_key)}; refusing. If the peer was really re-keyed, "
+                f"remove the old key with `ssh-keygen -f {known_hosts} -R '{host_label(peer)}'` and accept the new one"
+            ) from None
+        except paramiko.AuthenticationException as exc:
+            raise SyncError(f"{peer.name}: SSH authentication failed ({exc}); check the peer's key "
+                            f"(`fswl peers add ... --key FILE`) and its authorized_keys") from None
+        except (paramiko.SSHException, OSError, socket.timeout) as exc:
+            if isinstance(exc, HostKeyError):
+                raise
+            raise SyncError(f"{peer.name}: cannot reach {host_label(peer)}: {exc}") from None
+        transport = client.get_transport()
+        assert transport is not None
+        transport.set_keepalive(int(keepalive))
+        command = " ".join([peer.remote_command, "--home", shlex.quote(peer.path), *map(shlex.quote, remote_args)])
+        channel = transport.open_session(timeout=timeout)
+        channel.exec_command(command)
+        channel.settimeout(timeout * IDLE_TIMEOUTS)  # a peer silent this long is gone
+        wire = Wire(channel.makefile("rb"), channel.makefile_stdin("wb"), peer.name)
+        try:
+            yield wire
+        except SyncError:
+            _log_stderr(channel, peer)
+            raise
+        channel.shutdown_write()
+        status = channel.recv_exit_status()
+        _log_stderr(channel, peer)
+        if status != 0:
+            raise SyncError(f"{peer.name}: the remote `{command}` exited {status}")
+    finally:
+        client.close()
+
+
+def _log_stderr(channel: paramiko.Channel, peer: Peer) -> None:
+    try:
+        channel.settimeout(2)
+        text = channel.makefile_stderr("rb").read().decode("utf-8", "replace")
+    except (OSError, socket.timeout):
+        return
+    for line in text.splitlines():
+        if line.strip():
+            log.warning("%s says: %s", peer.name, line.strip())
