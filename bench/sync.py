@@ -146,7 +146,7 @@ def run(base: Path, count: int, rng: random.Random) -> int:
         sshd.stop()
 
     print(f"\n{count} relays, {changed} changed (1%: {changed // 2} removed, {changed // 2} added)")
-    print(f"| | time | anchor | ratio |\n|---|---|---|---|")
+    print("| | time | anchor | ratio |\n|---|---|---|---|")
     print(f"| fswl steady-state sync | {times['fswl sync']:.2f} s | rsync -a --ignore-existing "
           f"{times['rsync --ignore-existing']:.2f} s | {times['rsync --ignore-existing'] / times['fswl sync']:.1f}x |")
     print(f"| fswl full reconciliation | {times['fswl sync --full']:.2f} s | rsync -a --delete "

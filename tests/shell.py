@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 
@@ -32,3 +33,13 @@ def files_under(root: Path | str) -> list[str]:
             rel = str(path.relative_to(root))
             out.append(rel + ("@" if path.is_symlink() else ""))
     return sorted(out)
+
+
+def wait_for(condition, seconds: float = 1.0) -> bool:
+    """Poll ``condition`` until it holds or ``seconds`` pass; its last answer."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()

@@ -12,16 +12,8 @@ from fswl.home import Home
 from fswl.index import Index
 from fswl.store import changelog
 from fswl.store.changelog import ChangeFollower, ChangeLog
-from tests.shell import touch
+from tests.shell import touch, wait_for
 
-
-def wait_for(condition, seconds: float = 1.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def _append_many(path: str, worker: int) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import random
 import subprocess
-import time
-from pathlib import Path
 
 import dns.flags
 import dns.message
@@ -20,7 +18,7 @@ from fswl.home import Home
 from fswl.names import sender_hash
 from tests.conftest import require
 from tests.harness.dnsd import fswl_serve
-from tests.shell import ln_s, touch
+from tests.shell import ln_s, touch, wait_for
 
 ZONE = "wl.example.org"
 #: The longest sender whose mailbox name still fits in 255 octets under this zone.
@@ -185,11 +183,3 @@ def test_changes_show_within_a_second(server) -> None:
     ln_s("../../../../groups/isp", home.db / "ip4/10/0/0/8")
     assert wait_for(lambda: a_values(ask(port, f"carol.example.org.8.0.0.10.{ZONE}")) == ["127.0.0.3"])
 
-
-def wait_for(condition, seconds: float = 1.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()

@@ -32,7 +32,7 @@ from fswl.names import (
 )
 from fswl.store import journal
 from fswl.store.journal import Change, Listener
-from fswl.store.tree import TOMB_DIR, Tree
+from fswl.store.tree import Tree
 
 if TYPE_CHECKING:
     from fswl.store.walk import Listing as Listing
