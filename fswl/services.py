@@ -64,6 +64,8 @@ class Runtime:
         self.admit_hooks: list[Callable[[str, IPAddress], bool]] = []
         #: Called with no arguments by close(), last first (extensions' cleanup).
         self.close_hooks: list[Callable[[], None]] = []
+        #: `fswl serve --workers N`: DNS processes sharing the port (None: [dns] workers).
+        self.dns_workers: int | None = None
         for spec in EXTENSIONS:
             module, _, function = spec.partition(":")
             getattr(importlib.import_module(module), function)(self)
