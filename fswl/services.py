@@ -93,7 +93,7 @@ class Runtime:
         """The in-memory index every service answers from, loaded and watching on first use."""
         from fswl.index import Index
 
-        index = Index(self.whitelist)
+        index = Index(self.whitelist, snapshot_path=self.home.root / "cache" / "index.snapshot")
         index.start()
         return index
 

@@ -7,9 +7,12 @@ import os
 import threading
 import time
 
+from pathlib import Path
+
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from fswl.index import snapshot
 from fswl.index.loader import load_all, reload_path
 from fswl.index.memory import MemoryIndex
 from fswl.names import IPAddress
@@ -24,8 +27,13 @@ APPLY_SECONDS = 0.05
 class Index(MemoryIndex):
     """A MemoryIndex of one store, loaded at start and updated by file-system events."""
 
-    def __init__(self, whitelist: Whitelist) -> None:
+    def __init__(self, whitelist: Whitelist, snapshot_path: Path | None = None) -> None:
         super().__init__(whitelist.tree)
+        #: Where the index is saved for a quick restart (None: never saved).
+        self.snapshot_path = snapshot_path
+        #: "snapshot" or "db": how the last start loaded.
+        self.loaded_from = "db"
+        self._saved_generation = -1
         self._dirty: set[str] = set()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -43,9 +51,19 @@ class Index(MemoryIndex):
         observer.start()
         self._observer = observer
         started = time.monotonic()
-        self.entry_count = load_all(self)
+        reread = snapshot.load(self, self.snapshot_path) if self.snapshot_path is not None else None
+        if reread is None:
+            self.entry_count = load_all(self)
+            self.save()
+        else:
+            self.loaded_from = "snapshot"
+            self.entry_count = sum(len(senders) for senders in self.entries.values())
+            if reread:
+                self.save()
+            else:
+                self._saved_generation = self.generation
         self.load_seconds = time.monotonic() - started
-        log.info("index: %d entries loaded in %.2f s", self.entry_count, self.load_seconds)
+        log.info("index: %d entries loaded from %s in %.2f s", self.entry_count, self.loaded_from, self.load_seconds)
         self._thread = threading.Thread(target=self._apply_changes, name="fswl-index", daemon=True)
         self._thread.start()
 
@@ -59,6 +77,20 @@ class Index(MemoryIndex):
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+            if self.generation != self._saved_generation:
+                self.save()
+
+    def save(self) -> None:
+        """Write the snapshot (if this index has a place for one); failures are logged, not raised."""
+        if self.snapshot_path is None:
+            return
+        try:
+            with self.lock:
+                generation = self.generation
+                snapshot.write(self, self.snapshot_path)
+            self._saved_generation = generation
+        except OSError as exc:
+            log.warning("index snapshot not written to %s: %s", self.snapshot_path, exc)
 
     def lookup(self, sender: str, address: str | IPAddress) -> Match | None:  # noqa: D102 (same as MemoryIndex)
         return super().lookup(sender, address)

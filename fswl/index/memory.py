@@ -71,6 +71,9 @@ class MemoryIndex:
         self._refs: dict[str, int] = {}
         #: (version, prefixlen, network int) of levels that are links.
         self.linked: set[tuple[int, int, int]] = set()
+        #: Directory (relative to db/; "" is db/ itself) -> mtime in ns when it was
+        #: last read, 0 if it must be read again: the snapshot's staleness check.
+        self.stamps: dict[str, int] = {}
         #: Changes to the index, for the SOA serial and for tests that wait.
         self.serial = int(time.time())
         self.generation = 0
