@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "maintenance_cmd",
     "import_cmd",
     "serve_cmd",
+    "export_cmd",
 ]
 
 

@@ -1,0 +1,65 @@
+"""``fswl export --format rbldnsd``: one rbldnsd ``combined`` dataset for the whole zone.
+
+Load it with ``rbldnsd ... ZONE:combined:FILE``.  Sections:
+
+- ``ip4trie`` / ``ip6trie``: every level listed for every sender (``*``), as
+  CIDR ranges; the longest match wins, like fswl's most specific level.
+- ``dnset``: the mailbox and hashed names, ``*.`` wildcards (which in
+  rbldnsd cover every depth below), and the relay-wide names the tries
+  cannot give alone (those under a prefix's wildcard, the test points).
+- ``generic``: the TXT at the apex.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, TextIO
+
+from fswl.dns import answers
+from fswl.dns.names import escape_label
+from fswl.dns.settings import DnsSettings
+from fswl.export.names import ExportNames
+from fswl.export.zone import txt_strings
+from fswl.store.whitelist import ANSWERS
+
+#: Characters that mean something at the start of an rbldnsd data line.
+_LINE_SPECIALS = b"#;:!$*"
+
+
+def write_rbldnsd(out: TextIO, names: ExportNames, settings: DnsSettings, serial: int, base_url: str,
+                  tick: Callable[[int], None] = lambda n: None) -> int:
+    """Write the combined dataset to ``out``; returns the number of names and ranges written."""
+    soa = answers.soa(settings, serial)
+    ttl = settings.ttl
+    out.write("# fswl export of the sender whitelist; mailbox names are private: serve to secondaries only\n")
+    out.write(f"$SOA {ttl} {soa.mname} {soa.rname} {soa.serial} {soa.refresh} {soa.retry} {soa.expire} {soa.minimum}\n")
+    out.write(f"$NS {ttl} {' '.join(settings.ns_names())}\n$TTL {ttl}\n")
+    count = 0
+    relays = names.relay_listings()
+    for version, dataset in ((4, "ip4trie"), (6, "ip6trie")):
+        out.write(f"$DATASET {dataset}:relays @\n")
+        for relay in relays:
+            if relay.network.version == version:
+                out.write(f"{relay.network} :{ANSWERS['relay']}:{_template(relay.text)}\n")
+                count += 1
+    out.write("$DATASET dnset:names @\n")
+    for record in names.records(tick):
+        if record.in_trie:
+            continue
+        out.write(f"{dnset_name(record.owner)} :{record.value}:{_template(record.text)}\n")
+        count += 1
+    out.write(f"$DATASET generic:apex @\n@ TXT {txt_strings(answers.info_text(base_url))}\n")
+    return count
+
+
+def dnset_name(owner: tuple[bytes, ...]) -> str:
+    """An owner as a dnset line's name: RFC 1035 escapes, and a safe first character."""
+    labels = [escape_label(label) if label != b"*" else "*" for label in owner]
+    first = owner[0]
+    if first != b"*" and first[:1] and first[0] in _LINE_SPECIALS and not labels[0].startswith("\\"):
+        labels[0] = f"\\{first[0]:03d}" + labels[0][1:]
+    return ".".join(labels)
+
+
+def _template(text: str) -> str:
+    """A TXT template: ``$`` would be replaced by the name asked, and a line holds no control bytes."""
+    return "".join("?" if (ord(c) < 0x20 or ord(c) == 0x7F) else c for c in text).replace("$", "$$")

@@ -1,0 +1,57 @@
+"""``fswl export --format zone``: an RFC 1035 master file for NSD, Knot or BIND secondaries."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, TextIO
+
+from fswl.dns import answers
+from fswl.dns.names import escape_label
+from fswl.dns.settings import DnsSettings
+from fswl.export.names import ExportNames, Record
+
+#: RFC 1035: one TXT character-string holds at most 255 octets.
+TXT_CHUNK = 255
+
+
+def write_zone(out: TextIO, names: ExportNames, settings: DnsSettings, serial: int, base_url: str,
+               tick: Callable[[int], None] = lambda n: None) -> int:
+    """Write the zone to ``out``; returns the number of owner names written."""
+    soa = answers.soa(settings, serial)
+    ttl = settings.ttl
+    out.write(f"; fswl export of the sender whitelist; mailbox names are private: serve to secondaries only\n")
+    out.write(f"$ORIGIN {_absolute(settings.zone)}\n$TTL {ttl}\n")
+    out.write(f"@ {ttl} IN SOA {_absolute(soa.mname)} {_absolute(soa.rname)} "
+              f"{soa.serial} {soa.refresh} {soa.retry} {soa.expire} {soa.minimum}\n")
+    for ns in settings.ns_names():
+        out.write(f"@ {ttl} IN NS {_absolute(ns)}\n")
+    out.write(f"@ {ttl} IN TXT {txt_strings(answers.info_text(base_url))}\n")
+    return write_records(out, names.records(tick))
+
+
+def write_records(out: TextIO, records: Iterable[Record]) -> int:
+    """One A and one TXT line per name."""
+    count = 0
+    for record in records:
+        owner = ".".join(label.decode("ascii") if label == b"*" else escape_label(label) for label in record.owner)
+        out.write(f"{owner} IN A {record.value}\n{owner} IN TXT {txt_strings(record.text)}\n")
+        count += 1
+    return count
+
+
+def txt_strings(text: str) -> str:
+    """TXT data in presentation form: quoted strings of at most 255 octets, odd bytes as \\ddd."""
+    data = text.encode("utf-8", "surrogateescape")
+    chunks = [data[i:i + TXT_CHUNK] for i in range(0, len(data), TXT_CHUNK)] or [b""]
+    return " ".join('"' + "".join(_txt_char(byte) for byte in chunk) + '"' for chunk in chunks)
+
+
+def _txt_char(byte: int) -> str:
+    if byte in b'"\\':
+        return "\\" + chr(byte)
+    if 0x20 <= byte <= 0x7E:
+        return chr(byte)
+    return f"\\{byte:03d}"
+
+
+def _absolute(name: str) -> str:
+    return name if name.endswith(".") else name + "."
