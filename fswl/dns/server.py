@@ -8,11 +8,14 @@ import socket
 import struct
 import threading
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from dnslib import DNSError, DNSRecord, QTYPE, RCODE
 
 from fswl.dns.resolver import CLASSIC_PAYLOAD, EDNS_PAYLOAD, WhitelistResolver
+
+if TYPE_CHECKING:
+    from fswl.dns.transfer import ZoneTransfer
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +27,8 @@ TCP_IDLE_SECONDS = 10.0
 MAX_TCP_MESSAGE = 65535
 #: The largest UDP datagram read whole.
 MAX_UDP_QUERY = 65535
+#: AXFR messages built per trip to the worker thread.
+TRANSFER_BATCH = 20
 
 
 def answer_datagram(resolver: WhitelistResolver, data: bytes, payload_limit: int | None = None) -> bytes | None:
@@ -163,13 +168,13 @@ class DnsServer:
     """UDP and TCP listeners on one address, sharing one resolver."""
 
     def __init__(self, resolver: WhitelistResolver, host: str, port: int, rrl_per_second: int = 0,
-                 reuse_port: bool = False, axfr: Callable[[str], list[bytes] | None] | None = None) -> None:
+                 reuse_port: bool = False, transfer: ZoneTransfer | None = None) -> None:
         self.resolver = resolver
         self.host = host
         self.port = port
         self.reuse_port = reuse_port
         self.limiter = RateLimiter(rrl_per_second) if rrl_per_second else None
-        self.axfr = axfr
+        self.transfer = transfer
         self._udp: _UdpLoop | None = None
         self._tcp: asyncio.base_events.Server | None = None
 
@@ -199,7 +204,12 @@ class DnsServer:
                 prefix = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_SECONDS)
                 (length,) = struct.unpack("!H", prefix)
                 data = await asyncio.wait_for(reader.readexactly(length), TCP_IDLE_SECONDS)
-                for wire in self._tcp_replies(data, peer[0]):
+                request = _transfer_request(data)
+                if request is not None:
+                    await self._transfer(request, peer[0], writer)
+                    continue
+                wire = answer_datagram(self.resolver, data, payload_limit=MAX_TCP_MESSAGE)
+                if wire is not None:
                     writer.write(struct.pack("!H", len(wire)) + wire)
                 await writer.drain()
         except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
@@ -207,16 +217,46 @@ class DnsServer:
         finally:
             writer.close()
 
-    def _tcp_replies(self, data: bytes, host: str) -> list[bytes]:
-        if self.axfr is not None and len(data) > HEADER_BYTES:
-            try:
-                request = DNSRecord.parse(data)
-                if request.questions and request.q.qtype == QTYPE.AXFR:
-                    return self.axfr(host) or [_refused(request)]
-            except (DNSError, ValueError, IndexError, struct.error, UnicodeError):
-                pass
-        wire = answer_datagram(self.resolver, data, payload_limit=MAX_TCP_MESSAGE)
-        return [wire] if wire is not None else []
+    async def _transfer(self, request: DNSRecord, host: str, writer: asyncio.StreamWriter) -> None:
+        """Stream an AXFR; the zone is built off the event loop, a batch of messages at a time."""
+        if self.transfer is None or request.q.qtype != QTYPE.AXFR:
+            writer.write(_framed(_refused(request)))  # IXFR too: fswl keeps no history to diff
+            await writer.drain()
+            return
+        loop = asyncio.get_running_loop()
+        messages = self.transfer.messages(request, host)
+        while True:
+            batch = await loop.run_in_executor(None, _take, messages, TRANSFER_BATCH)
+            if not batch:
+                return
+            writer.write(b"".join(_framed(wire) for wire in batch))
+            await writer.drain()
+
+
+def _transfer_request(data: bytes) -> DNSRecord | None:
+    """The parsed request if ``data`` asks for a zone transfer (AXFR or IXFR), else None."""
+    if len(data) <= HEADER_BYTES or data[2] & 0x80:
+        return None
+    try:
+        request = DNSRecord.parse(data)
+    except (DNSError, ValueError, IndexError, struct.error, UnicodeError):
+        return None
+    if len(request.questions) == 1 and request.q.qtype in (QTYPE.AXFR, QTYPE.IXFR):
+        return request
+    return None
+
+
+def _take(messages, count: int) -> list[bytes]:
+    batch = []
+    for wire in messages:
+        batch.append(wire)
+        if len(batch) >= count:
+            break
+    return batch
+
+
+def _framed(wire: bytes) -> bytes:
+    return struct.pack("!H", len(wire)) + wire
 
 
 def _refused(request: DNSRecord) -> bytes:

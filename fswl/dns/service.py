@@ -35,7 +35,14 @@ class DnsService:
         resolver = WhitelistResolver(index, self.settings, self.runtime.base_url,
                                      record_hit=self.runtime.seen.record, on_miss=self.runtime.on_miss)
         reuse_port = self.workers > 1 or workers.is_worker()
-        self.server = DnsServer(resolver, self.host, self.port, self.settings.rrl_per_second, reuse_port=reuse_port)
+        transfer = None
+        if self.settings.axfr_allow:
+            from fswl.dns.transfer import ZoneTransfer
+
+            transfer = ZoneTransfer(self.runtime.whitelist.tree, self.settings, self.runtime.base_url,
+                                    lambda: index.serial)
+        self.server = DnsServer(resolver, self.host, self.port, self.settings.rrl_per_second, reuse_port=reuse_port,
+                                transfer=transfer)
         await self.server.start()
         self.port = self.server.port
         if self.workers > 1:
