@@ -23,13 +23,14 @@ RELAYS = 60
 
 @pytest.fixture(scope="module")
 def resolvers(tmp_path_factory):
-    """(fast, reference): two resolvers on one index; the reference has no hand-built path."""
+    """(fast, reference): two resolvers on one index; the reference has no hand-built path and no shortcut."""
     home = Home(tmp_path_factory.mktemp("wire") / "home")
     wl = home.whitelist
     for i in range(RELAYS):
         wl.add(f"user{i}@example{i % 7}.com", f"10.{i % 3}.{i}.1")
         if i % 3 == 0:
             wl.add(f"*@lists{i}.example.net", f"10.{i % 3}.{i}.0/24")
+            wl.add(f"ann@mail.example{i % 7}.com", f"10.{i % 3}.{i}.1")
         if i % 4 == 0:
             wl.add("*", f"10.{i % 3}.{i}.1")
     wl.add("*", "192.0.2.0/24")
@@ -38,6 +39,7 @@ def resolvers(tmp_path_factory):
     fast = WhitelistResolver(index, DnsSettings(zone=ZONE), "http://127.0.0.1:8025")
     reference = WhitelistResolver(index, DnsSettings(zone=ZONE), "http://127.0.0.1:8025")
     reference.fast = None
+    reference.shortcuts = False
     return fast, reference
 
 
@@ -58,7 +60,9 @@ def random_name(rng: random.Random) -> str:
     elif shape == 5:
         name = f"{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 250)}"
     elif shape == 6:
-        name = f"a.b.{i}.{i % 3}.10"  # not an address at all
+        name = rng.choice([f"a.b.{i}.{i % 3}.10", f"com.{relay}", f"example.com.{relay}", f"x.example1.com.{relay}",
+                           f"user{i}.example{i % 7}.com.x.{relay}", f"*.lists{i}.example.net.{relay}",
+                           f"a.b.c.{relay}", f"lists{i}.example.net.{relay}", f"{i}.0.{i % 3}.10"])
     else:
         name = f"nobody.example.org.{relay}"
     name = f"{name}.{ZONE}"

@@ -50,6 +50,8 @@ class WhitelistResolver:
         self.info = answers.info_text(base_url)
         #: The hand-written reader and writer of the common query (fswl.dns.wire).
         self.fast = FastPath(self, EDNS_PAYLOAD, CLASSIC_PAYLOAD)
+        #: Whether decide() may take the IPv4 shortcut (tests switch it off to compare).
+        self.shortcuts = True
 
     def resolve(self, request: DNSRecord, handler: object = None) -> DNSRecord:
         """The reply to one request (dnslib's resolver interface)."""
@@ -106,7 +108,7 @@ class WhitelistResolver:
         """
         if not rel:
             return None
-        fast = self._decide_ipv4(rel, qtype)
+        fast = self._decide_ipv4(rel, qtype) if self.shortcuts else None
         if fast is not None:
             return fast
         question = parse_question(rel)
@@ -167,12 +169,13 @@ class WhitelistResolver:
         levels = self.index.levels_int(4, value)
         found = self.index.find(sender, levels)
         if found is None:
-            if any(self.index.entries.get(directory) for _plen, _net, directory in levels):
-                if count != 4:
-                    return None  # the general path checks for listed names below this one
-                return NODATA  # an empty non-terminal: mailbox names are listed below
+            listed_near = any(self.index.entries.get(directory) for _plen, _net, directory in levels)
+            if listed_near and count != 4 and b"." in rel[0]:
+                return None  # the general path splits dotted local parts
             if sender != ANY_SENDER and self.on_miss is not None:
                 self.on_miss(sender, ipaddress.IPv4Address(value))
+            if listed_near and (count == 4 or self._names_below(".".join(l.decode("ascii") for l in rel[:-4]), levels)):
+                return NODATA  # an empty non-terminal: listed mailbox names lie below it
             return NXDOMAIN_NONE
         matched, plen, network_int, directory = found
         if self.record_hit is not None:
@@ -187,6 +190,22 @@ class WhitelistResolver:
         if question.hashed is not None:
             return self.index.lookup_hashed(question.hashed, address)
         return self.index.lookup(question.sender or ANY_SENDER, address)
+
+    def _names_below(self, head: str, levels: list[tuple[int, int, str]]) -> bool:
+        """:meth:`_has_names_below` for a dot-free mailbox name ``head`` (``local.domain``).
+
+        A listed mailbox name lies below it when some entry's domain is
+        ``head`` or ends with ``.head``: then ``head``'s labels are a proper
+        suffix of that entry's labels.
+        """
+        suffix = "." + head
+        entries = self.index.entries
+        for _plen, _net, directory in levels:
+            for sender in entries.get(directory, ()):
+                domain = sender.rpartition("@")[2]
+                if sender != ANY_SENDER and (domain == head or domain.endswith(suffix)):
+                    return True
+        return False
 
     def _has_names_below(self, question: Question, rel: list[bytes], address: IPAddress) -> bool:
         """Empty non-terminal: a listed name lies below this unlisted one."""

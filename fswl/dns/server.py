@@ -10,7 +10,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable
 
-from dnslib import DNSError, DNSRecord, QTYPE, RCODE
+from dnslib import DNSError, DNSLabelError, DNSRecord, QTYPE, RCODE
 
 from fswl.dns.resolver import CLASSIC_PAYLOAD, EDNS_PAYLOAD, WhitelistResolver
 
@@ -52,11 +52,16 @@ def answer_datagram(resolver: WhitelistResolver, data: bytes, payload_limit: int
         request = DNSRecord.parse(data)
     except (DNSError, ValueError, IndexError, struct.error, UnicodeError):
         return _formerr(data)
+    except Exception:  # dnslib tripping on bytes nobody foresaw: still a FORMERR, never a crash
+        log.debug("dnslib could not parse %d bytes", len(data), exc_info=True)
+        return _formerr(data)
     if request.header.qr:
         return None  # a response: answering it could loop two servers
     try:
         reply = resolver.resolve(request)
         wire = bytes(reply.pack())
+    except (DNSError, DNSLabelError):  # e.g. a name over 255 octets: dnslib reads it but will not write it
+        return _formerr(data)
     except Exception:  # fail safe: one odd question must not take the responder down
         log.exception("resolving %s failed", request.q.qname if request.questions else "?")
         return _formerr(data, RCODE.SERVFAIL)

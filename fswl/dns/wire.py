@@ -84,6 +84,8 @@ class FastPath:
         question_end = pos + 5
         if pos - HEADER_BYTES >= 255 or question_end > size:
             return None
+        if not data[HEADER_BYTES:pos].isascii():
+            return None  # dnslib refuses labels that are not UTF-8; let it say so
         qtype = _QTYPES.get(data[pos + 1:question_end])
         if qtype is None:
             return None
