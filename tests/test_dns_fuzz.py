@@ -23,6 +23,8 @@ from fswl.index.loader import load_all
 from tests.harness.dnsd import fswl_serve
 
 ZONE = "wl.example.org"
+#: How long the live test waits for a reply before taking the packet as unanswered.
+LIVE_WAIT = 0.015
 #: One packet may take this long at most (a stall would take far longer).
 PACKET_SECONDS = 0.25
 NAMES = [f"dave.umkc.edu.63.134.129.57.{ZONE}", f"4.2.0.192.{ZONE}", ZONE, f"9.9.9.9.{ZONE}", "example.com",
@@ -147,15 +149,15 @@ def test_hypothesis_shrinks_what_breaks(resolver, data: bytes) -> None:
     check(resolver, data)
 
 
-@pytest.mark.parametrize("count", [pytest.param(500, id="short"),
-                                   pytest.param(20_000, id="long", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("count", [pytest.param(300, id="short"),
+                                   pytest.param(10_000, id="long", marks=pytest.mark.slow)])
 def test_the_live_server_survives(tmp_path, count: int) -> None:
     home = Home(tmp_path / "home")
     fill(home)
     rng = random.Random(count)
     with fswl_serve(home.root, "dns") as port:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.settimeout(0.05)
+        sock.settimeout(LIVE_WAIT)
         try:
             for _ in range(count):
                 data = mutate(rng)
@@ -163,7 +165,9 @@ def test_the_live_server_survives(tmp_path, count: int) -> None:
                 try:
                     reply = sock.recv(65535)
                 except socket.timeout:
-                    continue
+                    continue  # garbage gets no answer at all
+                if reply[:2] != data[:2]:
+                    continue  # a late reply to an earlier packet
                 if is_malformed(data):
                     assert len(reply) <= len(data)
                 assert len(reply) <= EDNS_PAYLOAD
