@@ -30,7 +30,9 @@ NODATA = (RCODE.NOERROR, 0, "")
 NXDOMAIN_NONE = (RCODE.NXDOMAIN, 0, "")
 #: Local parts the IPv4 fast path takes as they are (parse_sender would not change them).
 _SAFE_LOCAL = re.compile(rb"[a-z0-9!#$&'*+=?^_`{|}~.-]+")
-_DOMAIN_LABEL = re.compile(rb"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?")
+_DOMAIN = re.compile(rb"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?)*")
+#: The reversed-address labels the shortcut reads: "0" to "255", as parse_reverse accepts them.
+_OCTETS = {str(octet).encode(): octet for octet in range(256)}
 #: Longer senders go the general way (parse_sender's length limits).
 _SAFE_SENDER_CHARS = 200
 
@@ -146,10 +148,8 @@ class WhitelistResolver:
             return None
         value = 0
         for label in rel[-1:-5:-1]:  # first octet is the rightmost label
-            if not label.isdigit() or len(label) > 3 or (len(label) > 1 and label[0] == 48):
-                return None
-            octet = int(label)
-            if octet > 255:
+            octet = _OCTETS.get(label)  # only canonical decimal octets: no "007", no "256"
+            if octet is None:
                 return None
             value = value << 8 | octet
         if value >> 24 == 127:
@@ -159,11 +159,12 @@ class WhitelistResolver:
         else:
             local = rel[0]
             domain = rel[1:-4]
-            if not _SAFE_LOCAL.fullmatch(local) or not all(_DOMAIN_LABEL.fullmatch(label) for label in domain):
+            joined = b".".join(domain)  # as the general path joins them (an escaped dot reads the same)
+            if not _SAFE_LOCAL.fullmatch(local) or not _DOMAIN.fullmatch(joined):
                 return None
-            if all(len(label) == 1 for label in rel[:-4]):
-                return None  # the general path reads these as IPv6 nibble prefixes
-            sender = (local + b"@" + b".".join(domain)).decode("ascii")
+            if len(local) == 1 and len(joined) == 2 * len(domain) - 1:
+                return None  # single-character labels throughout: the general path reads an IPv6 prefix
+            sender = (local + b"@" + joined).decode("ascii")
             if len(sender) > _SAFE_SENDER_CHARS:
                 return None
         levels = self.index.levels_int(4, value)

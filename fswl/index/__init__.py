@@ -9,7 +9,16 @@ import time
 
 from pathlib import Path
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 
 from fswl.index import snapshot
@@ -20,6 +29,8 @@ from fswl.store import Match, Whitelist
 
 log = logging.getLogger(__name__)
 
+#: The events the index needs (creation, deletion, renames of files, links and directories).
+WATCHED_EVENTS = [FileCreatedEvent, DirCreatedEvent, FileDeletedEvent, DirDeletedEvent, FileMovedEvent, DirMovedEvent]
 #: Changes are applied in batches this often; a change shows in answers within it.
 APPLY_SECONDS = 0.05
 
@@ -46,7 +57,10 @@ class Index(MemoryIndex):
         """Watch db/ first, then load it, so no change made during the load is lost."""
         os.makedirs(self.tree.db, exist_ok=True)
         observer = Observer()
-        observer.schedule(_Handler(self), self.tree.db, recursive=True)
+        # Only what changes listings: inotify then never reports opens, reads
+        # or the hit recorder's mtime refreshes (IN_ATTRIB), which at a few
+        # thousand a second would cost more CPU than the answers.
+        observer.schedule(_Handler(self), self.tree.db, recursive=True, event_filter=WATCHED_EVENTS)
         observer.daemon = True
         observer.start()
         self._observer = observer

@@ -182,7 +182,7 @@ class MemoryIndex:
 
     def entry_path(self, directory: str, sender: str) -> str:
         """The file of an entry in a physical directory (what Match.path holds)."""
-        return os.path.join(self.tree.db, directory, sender_to_name(sender))
+        return f"{self.tree.db}/{directory}/{sender_to_name(sender)}"  # os.path.join's result, quicker
 
     def _match(self, address: IPAddress, sender: str, plen: int, network_int: int, directory: str) -> Match:
         version = address.version
