@@ -148,6 +148,7 @@ def dnsperf(port: int, data: Path, seconds: float, qps: int | None = None, verbo
         "lost": int(re.search(r"Queries lost:\s+(\d+)", out).group(1)),
         "qps": float(re.search(r"Queries per second:\s+([\d.]+)", out).group(1)),
         "avg_ms": float(re.search(r"Average Latency \(s\):\s+([\d.]+)", out).group(1)) * 1000,
+        "rcodes": re.sub(r"\s+", " ", re.search(r"Response codes:\s+(.*)", out).group(1)),
     }
     latencies = [float(m) * 1000 for m in re.findall(r"^> \S+ .* ([\d.]+)$", out, re.M)] if verbose else []
     return stats, latencies
@@ -170,7 +171,7 @@ def measure(name: str, pid: int, port: int, data: Path, seconds: float, rate: in
     used = cpu_seconds(pids) - before
     _, latencies = dnsperf(port, data, min(seconds, 5), qps=rate, verbose=True)
     return {
-        "name": name, "qps": stats["qps"], "lost": stats["lost"], "completed": stats["completed"],
+        "name": name, "rcodes": stats["rcodes"], "qps": stats["qps"], "lost": stats["lost"], "completed": stats["completed"],
         "first_us": first_cpu / max(first["completed"], 1) * 1e6,
         "cpu_us": used / max(stats["completed"], 1) * 1e6, "p99_ms": p99(latencies),
         "rss_mb": rss_mb(pids), "latency_samples": len(latencies),
@@ -257,6 +258,8 @@ def main() -> int:
         for result, start in ((rbl_result, f"{rbl_start:.2f}"), (fswl_result, f"{starts['cold']:.2f}")):
             print(f"{result['name']:10} {result['cpu_us']:13.2f} {result['first_us']:11.2f} {result['qps']:9.0f} "
                   f"{result['lost']:6d} {result['p99_ms']:7.2f} {result['rss_mb']:7.0f} {start:>8}")
+        for result in (rbl_result, fswl_result):
+            print(f"{result['name']} answered: {result['rcodes']}")
         print(f"fswl snapshot start: {starts['snapshot']:.2f} s (cold {starts['cold']:.2f} s)")
         print(f"ratio fswl/rbldnsd CPU per query: {fswl_result['cpu_us'] / rbl_result['cpu_us']:.2f}")
         stop(fswl)

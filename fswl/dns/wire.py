@@ -33,6 +33,8 @@ _COUNTS_EDNS = b"\x00\x01\x00\x00\x00\x00\x00\x01"
 _QTYPES = {b"\x00\x01\x00\x01": QTYPE_A, b"\x00\x10\x00\x01": QTYPE_TXT, b"\x00\xff\x00\x01": QTYPE_ANY}
 #: Longest TXT character-string; longer texts go through dnslib.
 _TXT_STRING = 255
+#: SOA records remembered by the question's last labels (what compression depends on).
+SOA_CACHE_SIZE = 4096
 #: Pointer to the question name, right after the header.
 _QNAME_POINTER = b"\xc0\x0c"
 
@@ -70,12 +72,14 @@ class FastPath:
         if not edns and counts != _COUNTS_PLAIN:
             return None
         labels = []
+        starts = []
         pos = HEADER_BYTES
         length = data[pos]
         while length:
             if length > 63:
                 return None  # a pointer (compression) or a reserved label type
             end = pos + 1 + length
+            starts.append(pos)
             labels.append(data[pos + 1:end])
             pos = end
             if pos >= size:
@@ -123,7 +127,14 @@ class FastPath:
                       + text)
             body = b"\x00\x01\x00\x01\x00\x00"
         else:
-            record = self._soa_record(labels, question_end)
+            tail = starts[max(0, count - self.suffix_limit)]  # all the SOA's names could point into
+            key = (data[tail:question_end], tail, self.resolver.index.serial)
+            record = self._soa_cache.get(key)
+            if record is None:
+                record = self._soa_record(labels, question_end)
+                if len(self._soa_cache) > SOA_CACHE_SIZE:
+                    self._soa_cache.clear()
+                self._soa_cache[key] = record
             body = b"\x00\x01\x00\x00\x00\x01"
         if edns:
             wire = head + body + b"\x00\x01" + question + record + self.opt
@@ -164,14 +175,7 @@ class FastPath:
             if count - i <= self.suffix_limit:
                 offsets[tuple(labels[i:])] = pos
             pos += 1 + len(labels[i])
-        key = (tuple(offsets.items()), self.resolver.index.serial)
-        record = self._soa_cache.get(key)
-        if record is None:
-            if len(self._soa_cache) > 4096:
-                self._soa_cache.clear()
-            record = self._pack_soa(dict(offsets), question_end)
-            self._soa_cache[key] = record
-        return record
+        return self._pack_soa(offsets, question_end)
 
     def _pack_soa(self, names: dict[tuple, int], start: int) -> bytes:
         settings = self.resolver.settings
