@@ -92,15 +92,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def answers(port: int, name: str = f"1.1.1.11.{ZONE}") -> bool:
+def answers(port: int, name: str = f"1.0.1.11.{ZONE}") -> bool:
+    """True once the server gives relay 0's listing (so its data is loaded, not just its socket)."""
     from dnslib import DNSRecord  # not dnspython: this file's name hides its package
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(0.2)
         try:
             sock.sendto(DNSRecord.question(name).pack(), ("127.0.0.1", port))
-            return bool(sock.recv(4096))
-        except OSError:
+            reply = DNSRecord.parse(sock.recv(4096))
+            return reply.header.rcode == 0 and any(str(rr.rdata) == "127.0.0.4" for rr in reply.rr)
+        except Exception:  # no answer yet, or not one to trust
             return False
 
 
@@ -221,8 +223,11 @@ def main() -> int:
 
         rbl_port = free_port()
         rbldnsd = shutil.which("rbldnsd") or "/usr/sbin/rbldnsd"
-        rbl = subprocess.Popen([rbldnsd, "-n", "-f", "-q", "-b", f"127.0.0.1/{rbl_port}", "-r", str(base),
-                                f"{ZONE}:combined:{combined.name}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.chmod(base, 0o755)  # as root, rbldnsd drops to its own user inside the chroot
+        os.chmod(combined, 0o644)
+        rbl = subprocess.Popen([rbldnsd, "-n", "-b", f"127.0.0.1/{rbl_port}", "-r", str(base),
+                                f"{ZONE}:combined:{combined.name}"], stdout=subprocess.DEVNULL,
+                               stderr=open(base / "rbldnsd.log", "w"))
         processes.append(rbl)
         rbl_start = wait_answering(rbl_port, rbl)
         print(f"  rbldnsd answering after {rbl_start:.2f} s", flush=True)
