@@ -69,6 +69,8 @@ class Runtime:
         self.admit_hooks: list[Callable[[str, IPAddress], bool]] = []
         #: Called with no arguments by close(), last first (extensions' cleanup).
         self.close_hooks: list[Callable[[], None]] = []
+        #: `fswl serve --workers N`: DNS processes sharing the port (None: [dns] workers).
+        self.dns_workers: int | None = None
         for spec in EXTENSIONS:
             module, _, function = spec.partition(":")
             getattr(importlib.import_module(module), function)(self)
@@ -96,7 +98,8 @@ class Runtime:
         """The in-memory index every service answers from, loaded and watching on first use."""
         from fswl.index import Index
 
-        index = Index(self.whitelist, self.home.changelog_path, watch=self.home.store_settings.watch_tree)
+        index = Index(self.whitelist, self.home.changelog_path, watch=self.home.store_settings.watch_tree,
+                      snapshot_path=self.home.root / "cache" / "index.snapshot")
         index.start()
         return index
 

@@ -12,8 +12,9 @@ def register(cli: click.Group) -> None:
 @click.command()
 @click.argument("names", nargs=-1, metavar="[SERVICE]...")
 @click.option("--listen", metavar="HOST:PORT", help="Where a service named alone listens.")
+@click.option("--workers", type=click.IntRange(1, 64), help="DNS processes sharing the port (default: [dns] workers).")
 @click.pass_obj
-def serve(obj, names: tuple[str, ...], listen: str | None) -> None:
+def serve(obj, names: tuple[str, ...], listen: str | None, workers: int | None) -> None:
     """Run services (dns, policy, smtp, web; default all) until SIGTERM or Ctrl-C."""
     import asyncio
 
@@ -26,6 +27,7 @@ def serve(obj, names: tuple[str, ...], listen: str | None) -> None:
     if not chosen:
         raise BadInput("no services are built into this fswl")
     runtime = Runtime(obj.home)
+    runtime.dns_workers = workers
     services = [build(runtime, name, listen) for name in chosen]
     click.echo(f"fswl: serving {obj.home.root}; Ctrl-C to stop", err=True)
     asyncio.run(run(services, runtime))

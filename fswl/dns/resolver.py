@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 from typing import Callable
 
 from dnslib import A, DNSRecord, EDNS0, NS, OPCODE, QTYPE, RCODE, RR, SOA, TXT, DNSLabel
@@ -11,9 +12,11 @@ from dnslib import A, DNSRecord, EDNS0, NS, OPCODE, QTYPE, RCODE, RR, SOA, TXT, 
 from fswl.dns import answers
 from fswl.dns.names import Question, is_reverse_prefix, mailbox_labels, parse_question
 from fswl.dns.settings import DnsSettings
+from fswl.dns.wire import FastPath
 from fswl.index.memory import MemoryIndex
-from fswl.names import ANY_SENDER, IPAddress
+from fswl.names import ANY_SENDER, IPAddress, sender_kind
 from fswl.store import Match
+from fswl.store.whitelist import ANSWERS
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +24,17 @@ log = logging.getLogger(__name__)
 EDNS_PAYLOAD = 1232
 #: Without EDNS0, RFC 1035's limit.
 CLASSIC_PAYLOAD = 512
+NOERROR = RCODE.NOERROR
+#: Decisions with no answer record (the SOA goes in the authority section).
+NODATA = (RCODE.NOERROR, 0, "")
+NXDOMAIN_NONE = (RCODE.NXDOMAIN, 0, "")
+#: Local parts the IPv4 fast path takes as they are (parse_sender would not change them).
+_SAFE_LOCAL = re.compile(rb"[a-z0-9!#$&'*+=?^_`{|}~.-]+")
+_DOMAIN = re.compile(rb"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?)*")
+#: The reversed-address labels the shortcut reads: "0" to "255", as parse_reverse accepts them.
+_OCTETS = {str(octet).encode(): octet for octet in range(256)}
+#: Longer senders go the general way (parse_sender's length limits).
+_SAFE_SENDER_CHARS = 200
 
 
 class WhitelistResolver:
@@ -36,6 +50,10 @@ class WhitelistResolver:
         self.record_hit = record_hit
         self.on_miss = on_miss if settings.challenge_on_miss else None
         self.info = answers.info_text(base_url)
+        #: The hand-written reader and writer of the common query (fswl.dns.wire).
+        self.fast = FastPath(self, EDNS_PAYLOAD, CLASSIC_PAYLOAD)
+        #: Whether decide() may take the IPv4 shortcut (tests switch it off to compare).
+        self.shortcuts = True
 
     def resolve(self, request: DNSRecord, handler: object = None) -> DNSRecord:
         """The reply to one request (dnslib's resolver interface)."""
@@ -70,17 +88,39 @@ class WhitelistResolver:
         return reply
 
     def _answer(self, reply: DNSRecord, rel: list[bytes], qtype: int) -> None:
-        qname = reply.q.qname
-        if not rel:
+        decision = self.decide(rel, qtype)
+        if decision is None:
             return self._apex(reply, qtype)
+        rcode, rtype, value = decision
+        reply.header.rcode = rcode
+        if rtype == QTYPE.A:
+            reply.add_answer(RR(reply.q.qname, QTYPE.A, ttl=self.settings.ttl, rdata=A(value)))
+        elif rtype == QTYPE.TXT:
+            reply.add_answer(RR(reply.q.qname, QTYPE.TXT, ttl=self.settings.ttl, rdata=TXT(value)))
+        else:
+            reply.add_auth(self._soa_rr(self.settings.negative_ttl))
+
+    def decide(self, rel: list[bytes], qtype: int) -> tuple[int, int, str] | None:
+        """What a name below the apex answers: (rcode, QTYPE.A/TXT or 0 for none, value).
+
+        ``rel`` is the lowercased labels below the apex; None means the apex
+        itself (SOA, NS, TXT there). Both the dnslib reply and the hand-built
+        one (fswl.dns.wire) are made from this, so they cannot differ in what
+        they say, only in how it is encoded.
+        """
+        if not rel:
+            return None
+        fast = self._decide_ipv4(rel, qtype) if self.shortcuts else None
+        if fast is not None:
+            return fast
         question = parse_question(rel)
         if question is None:
-            return self._nodata(reply) if self._is_ent(rel) else self._nxdomain(reply)
+            return (NOERROR, 0, "") if self._is_ent(rel) else NXDOMAIN_NONE
         point = answers.test_point(question.address)
         if point is not None:
             if point:
-                return self._listed(reply, qtype, answers.TEST_ANSWER, "RFC 5782 test point")
-            return self._nxdomain(reply)
+                return self._listed(qtype, answers.TEST_ANSWER, "RFC 5782 test point")
+            return NXDOMAIN_NONE
         address = question.address
         if address.version == 6 and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
@@ -88,19 +128,85 @@ class WhitelistResolver:
         if match is not None:
             if self.record_hit is not None:
                 self.record_hit(match.path)
-            text = answers.listed_text(match.kind, match.sender, str(match.network))
-            return self._listed(reply, qtype, match.answer, text)
+            text = answers.listed_text(match.kind, match.sender, str(match.network)) if qtype == QTYPE.TXT else ""
+            return self._listed(qtype, match.answer, text)
         if question.sender is not None and self.on_miss is not None:
             self.on_miss(question.sender, address)
         if self._has_names_below(question, rel, address):
-            return self._nodata(reply)
-        log.debug("not listed: %s", qname)
-        return self._nxdomain(reply)
+            return NODATA
+        return NXDOMAIN_NONE
+
+    def _decide_ipv4(self, rel: list[bytes], qtype: int) -> tuple[int, int, str] | None:
+        """The common shapes, without building objects: relay-wide and mailbox names of IPv4 relays.
+
+        Returns None for anything else (hashed form, test points, odd
+        senders, misses that may be empty non-terminals), which the general
+        path then answers; so this may only ever agree with it.
+        """
+        count = len(rel)
+        if count != 4 and not 6 <= count < 32:
+            return None
+        value = 0
+        for label in rel[-1:-5:-1]:  # first octet is the rightmost label
+            octet = _OCTETS.get(label)  # only canonical decimal octets: no "007", no "256"
+            if octet is None:
+                return None
+            value = value << 8 | octet
+        if value >> 24 == 127:
+            return None  # test points live here
+        if count == 4:
+            sender = ANY_SENDER
+        else:
+            local = rel[0]
+            domain = rel[1:-4]
+            joined = b".".join(domain)  # as the general path joins them (an escaped dot reads the same)
+            if not _SAFE_LOCAL.fullmatch(local) or not _DOMAIN.fullmatch(joined):
+                return None
+            if len(local) == 1 and len(joined) == 2 * len(domain) - 1:
+                return None  # single-character labels throughout: the general path reads an IPv6 prefix
+            sender = (local + b"@" + joined).decode("ascii")
+            if len(sender) > _SAFE_SENDER_CHARS:
+                return None
+        levels = self.index.levels_int(4, value)
+        found = self.index.find(sender, levels)
+        if found is None:
+            listed_near = any(self.index.entries.get(directory) for _plen, _net, directory in levels)
+            if listed_near and count != 4 and b"." in rel[0]:
+                return None  # the general path splits dotted local parts
+            if sender != ANY_SENDER and self.on_miss is not None:
+                self.on_miss(sender, ipaddress.IPv4Address(value))
+            if listed_near and (count == 4 or self._names_below(".".join(l.decode("ascii") for l in rel[:-4]), levels)):
+                return NODATA  # an empty non-terminal: listed mailbox names lie below it
+            return NXDOMAIN_NONE
+        matched, plen, network_int, directory = found
+        if self.record_hit is not None:
+            self.record_hit(self.index.entry_path(directory, matched))
+        kind = sender_kind(matched)
+        text = ""
+        if qtype == QTYPE.TXT:
+            text = answers.listed_text(kind, matched, str(ipaddress.IPv4Network((network_int, plen))))
+        return self._listed(qtype, ANSWERS[kind], text)
 
     def _lookup(self, question: Question, address: IPAddress) -> Match | None:
         if question.hashed is not None:
             return self.index.lookup_hashed(question.hashed, address)
         return self.index.lookup(question.sender or ANY_SENDER, address)
+
+    def _names_below(self, head: str, levels: list[tuple[int, int, str]]) -> bool:
+        """:meth:`_has_names_below` for a dot-free mailbox name ``head`` (``local.domain``).
+
+        A listed mailbox name lies below it when some entry's domain is
+        ``head`` or ends with ``.head``: then ``head``'s labels are a proper
+        suffix of that entry's labels.
+        """
+        suffix = "." + head
+        entries = self.index.entries
+        for _plen, _net, directory in levels:
+            for sender in entries.get(directory, ()):
+                domain = sender.rpartition("@")[2]
+                if sender != ANY_SENDER and (domain == head or domain.endswith(suffix)):
+                    return True
+        return False
 
     def _has_names_below(self, question: Question, rel: list[bytes], address: IPAddress) -> bool:
         """Empty non-terminal: a listed name lies below this unlisted one."""
@@ -139,22 +245,12 @@ class WhitelistResolver:
         else:
             reply.add_auth(self._soa_rr(self.settings.negative_ttl))
 
-    def _listed(self, reply: DNSRecord, qtype: int, value: str, text: str) -> None:
-        qname = reply.q.qname
-        ttl = self.settings.ttl
+    def _listed(self, qtype: int, value: str, text: str) -> tuple[int, int, str]:
         if qtype in (QTYPE.A, QTYPE.ANY):
-            reply.add_answer(RR(qname, QTYPE.A, ttl=ttl, rdata=A(value)))
-        elif qtype == QTYPE.TXT:
-            reply.add_answer(RR(qname, QTYPE.TXT, ttl=ttl, rdata=TXT(text)))
-        else:
-            self._nodata(reply)
-
-    def _nodata(self, reply: DNSRecord) -> None:
-        reply.add_auth(self._soa_rr(self.settings.negative_ttl))
-
-    def _nxdomain(self, reply: DNSRecord) -> None:
-        reply.header.rcode = RCODE.NXDOMAIN
-        reply.add_auth(self._soa_rr(self.settings.negative_ttl))
+            return (NOERROR, QTYPE.A, value)
+        if qtype == QTYPE.TXT:
+            return (NOERROR, QTYPE.TXT, text)
+        return NODATA
 
     def _soa_rr(self, ttl: int) -> RR:
         soa = answers.soa(self.settings, self.index.serial)

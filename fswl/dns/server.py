@@ -6,12 +6,16 @@ import asyncio
 import logging
 import socket
 import struct
+import threading
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from dnslib import DNSError, DNSRecord, QTYPE, RCODE
+from dnslib import DNSError, DNSLabelError, DNSRecord, QTYPE, RCODE
 
 from fswl.dns.resolver import CLASSIC_PAYLOAD, EDNS_PAYLOAD, WhitelistResolver
+
+if TYPE_CHECKING:
+    from fswl.dns.transfer import ZoneTransfer
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +25,10 @@ HEADER_BYTES = 12
 TCP_IDLE_SECONDS = 10.0
 #: TCP messages are at most this long (RFC 1035 length prefix).
 MAX_TCP_MESSAGE = 65535
+#: The largest UDP datagram read whole.
+MAX_UDP_QUERY = 65535
+#: AXFR messages built per trip to the worker thread.
+TRANSFER_BATCH = 20
 
 
 def answer_datagram(resolver: WhitelistResolver, data: bytes, payload_limit: int | None = None) -> bytes | None:
@@ -31,15 +39,29 @@ def answer_datagram(resolver: WhitelistResolver, data: bytes, payload_limit: int
     not fit the client's payload (512, or its EDNS0 size up to 1232) go out
     truncated (TC=1), so the client retries over TCP.
     """
+    fast = getattr(resolver, "fast", None)
+    if fast is not None:
+        try:
+            wire = fast.answer(data, payload_limit)
+        except Exception:  # the general path below answers, or reports, whatever this trips on
+            log.debug("fast path failed", exc_info=True)
+            wire = None
+        if wire is not None:
+            return wire
     try:
         request = DNSRecord.parse(data)
     except (DNSError, ValueError, IndexError, struct.error, UnicodeError):
+        return _formerr(data)
+    except Exception:  # dnslib tripping on bytes nobody foresaw: still a FORMERR, never a crash
+        log.debug("dnslib could not parse %d bytes", len(data), exc_info=True)
         return _formerr(data)
     if request.header.qr:
         return None  # a response: answering it could loop two servers
     try:
         reply = resolver.resolve(request)
         wire = bytes(reply.pack())
+    except (DNSError, DNSLabelError):  # e.g. a name over 255 octets: dnslib reads it but will not write it
+        return _formerr(data)
     except Exception:  # fail safe: one odd question must not take the responder down
         log.exception("resolving %s failed", request.q.qname if request.questions else "?")
         return _formerr(data, RCODE.SERVFAIL)
@@ -94,55 +116,88 @@ class RateLimiter:
         return True
 
 
-class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, resolver: WhitelistResolver, limiter: RateLimiter | None) -> None:
+class _UdpLoop:
+    """One thread answering one UDP socket with blocking calls.
+
+    A plain recvfrom/sendto loop costs a few µs per query where an asyncio
+    datagram protocol costs several times that, and the lookups are memory
+    only, so nothing here ever waits on anything but the socket.
+    """
+
+    def __init__(self, sock: socket.socket, resolver: WhitelistResolver, limiter: RateLimiter | None) -> None:
+        self.sock = sock
         self.resolver = resolver
         self.limiter = limiter
-        self.transport: asyncio.DatagramTransport | None = None
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, name="fswl-dns-udp", daemon=True)
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
-        self.transport = transport
+    def start(self) -> None:
+        self.thread.start()
 
-    def datagram_received(self, data: bytes, addr) -> None:  # type: ignore[override]
-        if self.limiter is not None and not self.limiter.allow(addr[0]):
-            return
-        wire = answer_datagram(self.resolver, data)
-        if wire is not None and self.transport is not None:
-            self.transport.sendto(wire, addr)
+    def stop(self) -> None:
+        self.stopping = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked recvfrom (ENOTCONN is expected)
+        except OSError:
+            pass
+        self.thread.join(timeout=5)
+        self.sock.close()
 
-    def error_received(self, exc: Exception) -> None:
-        log.debug("udp: %s", exc)
+    def _run(self) -> None:
+        sock, resolver, limiter = self.sock, self.resolver, self.limiter
+        buffer = bytearray(MAX_UDP_QUERY)
+        view = memoryview(buffer)
+        while not self.stopping:
+            try:
+                size, addr = sock.recvfrom_into(buffer)
+            except OSError as exc:
+                if self.stopping:
+                    return
+                log.debug("udp: %s", exc)
+                continue
+            if addr is None:
+                continue  # the wake-up of stop()
+            if limiter is not None and not limiter.allow(addr[0]):
+                continue
+            try:
+                wire = answer_datagram(resolver, bytes(view[:size]))
+                if wire is not None:
+                    sock.sendto(wire, addr)
+            except OSError as exc:
+                log.debug("udp: %s", exc)
+            except Exception:  # never let one packet end the loop
+                log.exception("udp: answering %d bytes from %s failed", size, addr[0])
 
 
 class DnsServer:
     """UDP and TCP listeners on one address, sharing one resolver."""
 
     def __init__(self, resolver: WhitelistResolver, host: str, port: int, rrl_per_second: int = 0,
-                 reuse_port: bool = False, axfr: Callable[[str], list[bytes] | None] | None = None) -> None:
+                 reuse_port: bool = False, transfer: ZoneTransfer | None = None) -> None:
         self.resolver = resolver
         self.host = host
         self.port = port
         self.reuse_port = reuse_port
         self.limiter = RateLimiter(rrl_per_second) if rrl_per_second else None
-        self.axfr = axfr
-        self._udp: asyncio.DatagramTransport | None = None
+        self.transfer = transfer
+        self._udp: _UdpLoop | None = None
         self._tcp: asyncio.base_events.Server | None = None
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         udp = socket.socket(family, socket.SOCK_DGRAM)
         if self.reuse_port:
             udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         udp.bind((self.host, self.port))
         self.port = udp.getsockname()[1]  # port 0: the kernel's choice, shared with TCP
-        self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self.resolver, self.limiter), sock=udp)
+        self._udp = _UdpLoop(udp, self.resolver, self.limiter)
+        self._udp.start()
         self._tcp = await asyncio.start_server(self._serve_tcp, self.host, self.port, reuse_address=True,
                                                reuse_port=self.reuse_port or None)
 
     async def stop(self) -> None:
         if self._udp is not None:
-            self._udp.close()
+            await asyncio.get_running_loop().run_in_executor(None, self._udp.stop)
         if self._tcp is not None:
             self._tcp.close()
             await self._tcp.wait_closed()
@@ -154,7 +209,12 @@ class DnsServer:
                 prefix = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_SECONDS)
                 (length,) = struct.unpack("!H", prefix)
                 data = await asyncio.wait_for(reader.readexactly(length), TCP_IDLE_SECONDS)
-                for wire in self._tcp_replies(data, peer[0]):
+                request = _transfer_request(data)
+                if request is not None:
+                    await self._transfer(request, peer[0], writer)
+                    continue
+                wire = answer_datagram(self.resolver, data, payload_limit=MAX_TCP_MESSAGE)
+                if wire is not None:
                     writer.write(struct.pack("!H", len(wire)) + wire)
                 await writer.drain()
         except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
@@ -162,16 +222,46 @@ class DnsServer:
         finally:
             writer.close()
 
-    def _tcp_replies(self, data: bytes, host: str) -> list[bytes]:
-        if self.axfr is not None and len(data) > HEADER_BYTES:
-            try:
-                request = DNSRecord.parse(data)
-                if request.questions and request.q.qtype == QTYPE.AXFR:
-                    return self.axfr(host) or [_refused(request)]
-            except (DNSError, ValueError, IndexError, struct.error, UnicodeError):
-                pass
-        wire = answer_datagram(self.resolver, data, payload_limit=MAX_TCP_MESSAGE)
-        return [wire] if wire is not None else []
+    async def _transfer(self, request: DNSRecord, host: str, writer: asyncio.StreamWriter) -> None:
+        """Stream an AXFR; the zone is built off the event loop, a batch of messages at a time."""
+        if self.transfer is None or request.q.qtype != QTYPE.AXFR:
+            writer.write(_framed(_refused(request)))  # IXFR too: fswl keeps no history to diff
+            await writer.drain()
+            return
+        loop = asyncio.get_running_loop()
+        messages = self.transfer.messages(request, host)
+        while True:
+            batch = await loop.run_in_executor(None, _take, messages, TRANSFER_BATCH)
+            if not batch:
+                return
+            writer.write(b"".join(_framed(wire) for wire in batch))
+            await writer.drain()
+
+
+def _transfer_request(data: bytes) -> DNSRecord | None:
+    """The parsed request if ``data`` asks for a zone transfer (AXFR or IXFR), else None."""
+    if len(data) <= HEADER_BYTES or data[2] & 0x80:
+        return None
+    try:
+        request = DNSRecord.parse(data)
+    except (DNSError, ValueError, IndexError, struct.error, UnicodeError):
+        return None
+    if len(request.questions) == 1 and request.q.qtype in (QTYPE.AXFR, QTYPE.IXFR):
+        return request
+    return None
+
+
+def _take(messages, count: int) -> list[bytes]:
+    batch = []
+    for wire in messages:
+        batch.append(wire)
+        if len(batch) >= count:
+            break
+    return batch
+
+
+def _framed(wire: bytes) -> bytes:
+    return struct.pack("!H", len(wire)) + wire
 
 
 def _refused(request: DNSRecord) -> bytes:

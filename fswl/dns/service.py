@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from fswl.dns import workers
 from fswl.dns.resolver import WhitelistResolver
 from fswl.dns.server import DnsServer
 from fswl.dns.settings import DnsSettings
@@ -24,22 +25,39 @@ class DnsService:
         self.settings = settings
         self.host, self.port = parse_listen(listen)
         self.server: DnsServer | None = None
+        #: Processes sharing the port; set by --workers or [dns] workers.
+        self.workers = 1 if workers.is_worker() else max(1, getattr(runtime, "dns_workers", None) or settings.workers)
+        self._workers: list = []
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         index = await loop.run_in_executor(None, lambda: self.runtime.index)
         resolver = WhitelistResolver(index, self.settings, self.runtime.base_url,
                                      record_hit=self.runtime.seen.record, on_miss=self.runtime.on_miss)
-        self.server = DnsServer(resolver, self.host, self.port, self.settings.rrl_per_second)
+        reuse_port = self.workers > 1 or workers.is_worker()
+        transfer = None
+        if self.settings.axfr_allow:
+            from fswl.dns.transfer import ZoneTransfer
+
+            transfer = ZoneTransfer(self.runtime.whitelist.tree, self.settings, self.runtime.base_url,
+                                    lambda: index.serial)
+        self.server = DnsServer(resolver, self.host, self.port, self.settings.rrl_per_second, reuse_port=reuse_port,
+                                transfer=transfer)
         await self.server.start()
         self.port = self.server.port
+        if self.workers > 1:
+            self._workers = workers.spawn(self.runtime.home.root, self.host, self.port, self.workers - 1)
 
     async def stop(self) -> None:
+        if self._workers:
+            await asyncio.get_running_loop().run_in_executor(None, workers.stop, self._workers)
         if self.server is not None:
             await self.server.stop()
 
     def describe(self) -> str:
-        return f"dns: zone {self.settings.zone} on {self.host}:{self.port} (udp+tcp)"
+        extra = f", {self.workers} processes" if self.workers > 1 else ""
+        role = "worker " if workers.is_worker() else ""
+        return f"dns: {role}zone {self.settings.zone} on {self.host}:{self.port} (udp+tcp{extra})"
 
 
 def make_service(runtime: Runtime, listen: str | None) -> DnsService:

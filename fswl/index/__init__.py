@@ -7,9 +7,21 @@ import os
 import threading
 import time
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from pathlib import Path
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 
+from fswl.index import snapshot
 from fswl.index.loader import load_all, reload_logged
 from fswl.store.changelog import ChangeFollower
 from fswl.index.memory import MemoryIndex
@@ -18,6 +30,8 @@ from fswl.store import Match, Whitelist
 
 log = logging.getLogger(__name__)
 
+#: The events the index needs (creation, deletion, renames of files, links and directories).
+WATCHED_EVENTS = [FileCreatedEvent, DirCreatedEvent, FileDeletedEvent, DirDeletedEvent, FileMovedEvent, DirMovedEvent]
 #: Changes are applied in batches this often; a change shows in answers within it.
 APPLY_SECONDS = 0.05
 #: How often the change log is read when no inotify event wakes the index.
@@ -34,8 +48,13 @@ class Index(MemoryIndex):
     """A MemoryIndex of one store, loaded at start and updated by file-system events."""
 
     def __init__(self, whitelist: Whitelist, changelog: str | os.PathLike[str] | None = None,
-                 watch: bool = True) -> None:
+                 watch: bool = True, snapshot_path: Path | None = None) -> None:
         super().__init__(whitelist.tree)
+        #: Where the index is saved for a quick restart (None: never saved).
+        self.snapshot_path = snapshot_path
+        #: "snapshot" or "db": how the last start loaded.
+        self.loaded_from = "db"
+        self._saved_generation = -1
         self.changelog = changelog
         self.watch = watch
         #: Whether hand edits anywhere in db/ are seen (inotify covers the tree).
@@ -55,9 +74,19 @@ class Index(MemoryIndex):
         if self.changelog is not None:
             self._follower = ChangeFollower(self.changelog)
         started = time.monotonic()
-        self.entry_count = load_all(self)
+        reread = snapshot.load(self, self.snapshot_path) if self.snapshot_path is not None else None
+        if reread is None:
+            self.entry_count = load_all(self)
+            self.save()
+        else:
+            self.loaded_from = "snapshot"
+            self.entry_count = sum(len(senders) for senders in self.entries.values())
+            if reread:
+                self.save()
+            else:
+                self._saved_generation = self.generation
         self.load_seconds = time.monotonic() - started
-        log.info("index: %d entries loaded in %.2f s", self.entry_count, self.load_seconds)
+        log.info("index: %d entries loaded from %s in %.2f s", self.entry_count, self.loaded_from, self.load_seconds)
         if self.watch:
             self._start_watching()
         self._thread = threading.Thread(target=self._apply_changes, name="fswl-index", daemon=True)
@@ -74,7 +103,10 @@ class Index(MemoryIndex):
             log.warning("index: %s (%d directories, limit %d)", WATCH_LIMIT_HINT, directories, limit)
             return
         observer = Observer()
-        observer.schedule(_Handler(self), self.tree.db, recursive=True)
+        # Only what changes listings: inotify then never reports opens, reads
+        # or the hit recorder's mtime refreshes (IN_ATTRIB), which at a few
+        # thousand a second would cost more CPU than the answers.
+        observer.schedule(_Handler(self), self.tree.db, recursive=True, event_filter=WATCHED_EVENTS)
         observer.daemon = True
         try:
             observer.start()
@@ -98,6 +130,20 @@ class Index(MemoryIndex):
         if self._follower is not None:
             self._follower.close()
             self._follower = None
+        if self.generation != self._saved_generation:
+            self.save()
+
+    def save(self) -> None:
+        """Write the snapshot (if this index has a place for one); failures are logged, not raised."""
+        if self.snapshot_path is None:
+            return
+        try:
+            with self.lock:
+                generation = self.generation
+                snapshot.write(self, self.snapshot_path)
+            self._saved_generation = generation
+        except OSError as exc:
+            log.warning("index snapshot not written to %s: %s", self.snapshot_path, exc)
 
     def lookup(self, sender: str, address: str | IPAddress) -> Match | None:  # noqa: D102 (same as MemoryIndex)
         return super().lookup(sender, address)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import time
 
 from fswl.errors import BadName, BadSender, UnsafePath
 from fswl.index.memory import WIDTH, MemoryIndex
@@ -13,20 +14,46 @@ from fswl.store.tree import GROUPS_DIR
 
 log = logging.getLogger(__name__)
 
+#: Directories modified this recently when read are read again on the next start (see stamp()).
+RACY_NS = 2_000_000_000
 _FAMILY_VERSION = {name: version for version, name in FAMILIES.items()}
 
 
 def load_all(index: MemoryIndex) -> int:
     """Load every level and group of db/; returns the number of entries indexed."""
     with index.lock:
+        stamp(index, "")
         for version, family in FAMILIES.items():
             _load_children(index, version, family, 0, 0)
-        groups = os.path.join(index.tree.db, GROUPS_DIR)
-        if os.path.isdir(groups):
-            for child in os.scandir(groups):
-                if child.is_dir(follow_symlinks=False) and not child.name.startswith("."):
-                    load_entries(index, f"{GROUPS_DIR}/{child.name}")
+        load_groups(index)
     return sum(len(senders) for senders in index.entries.values())
+
+
+def load_groups(index: MemoryIndex, only_new: bool = False) -> None:
+    """Load every group directory (or, with ``only_new``, those not seen before)."""
+    groups = os.path.join(index.tree.db, GROUPS_DIR)
+    stamp(index, GROUPS_DIR)
+    if os.path.isdir(groups):
+        for child in os.scandir(groups):
+            if child.is_dir(follow_symlinks=False) and not child.name.startswith("."):
+                rel = f"{GROUPS_DIR}/{child.name}"
+                if not only_new or rel not in index.stamps:
+                    load_entries(index, rel)
+
+
+def stamp(index: MemoryIndex, rel: str) -> None:
+    """Remember a directory's mtime just before it is read, for the snapshot's staleness check.
+
+    A directory changed within RACY_NS of being read may have changed again
+    in the same timestamp tick after the read, so it is stamped 0: "always
+    read again" (git's racy-clean rule).
+    """
+    try:
+        mtime = os.stat(os.path.join(index.tree.db, rel)).st_mtime_ns
+    except OSError:
+        index.stamps.pop(rel, None)
+        return
+    index.stamps[rel] = 0 if time.time_ns() - mtime < RACY_NS else mtime
 
 
 def reload_path(index: MemoryIndex, rel: str) -> None:
@@ -118,6 +145,7 @@ def load_level(index: MemoryIndex, version: int, levels: list[str]) -> None:
 def load_entries(index: MemoryIndex, directory: str) -> None:
     """Set the entries of one physical directory from its files."""
     senders = []
+    stamp(index, directory)
     try:
         children = list(os.scandir(os.path.join(index.tree.db, directory)))
     except (FileNotFoundError, NotADirectoryError):
@@ -132,6 +160,7 @@ def load_entries(index: MemoryIndex, directory: str) -> None:
 def _load_children(index: MemoryIndex, version: int, rel: str, plen: int, network_int: int) -> None:
     """Entries of a real level directory, and each sub-level; forget sub-levels that went."""
     bits = LEVEL_BITS[version]
+    stamp(index, rel)
     try:
         children = list(os.scandir(os.path.join(index.tree.db, rel)))
     except (FileNotFoundError, NotADirectoryError):
@@ -162,6 +191,7 @@ def _top(index: MemoryIndex, version: int) -> list[tuple[int, int, str]]:
 
 
 def _forget(index: MemoryIndex, version: int, plen: int, network_int: int, rel: str) -> None:
+    index.stamps.pop(rel, None)
     index.drop_below(version, plen, network_int)
     if (version, plen, network_int) not in index.linked:
         index.set_entries(rel, ())

@@ -71,6 +71,9 @@ class MemoryIndex:
         self._refs: dict[str, int] = {}
         #: (version, prefixlen, network int) of levels that are links.
         self.linked: set[tuple[int, int, int]] = set()
+        #: Directory (relative to db/; "" is db/ itself) -> mtime in ns when it was
+        #: last read, 0 if it must be read again: the snapshot's staleness check.
+        self.stamps: dict[str, int] = {}
         #: Changes to the index, for the SOA serial and for tests that wait.
         self.serial = int(time.time())
         self.generation = 0
@@ -136,22 +139,50 @@ class MemoryIndex:
 
     def _levels_of(self, address: IPAddress) -> list[tuple[int, int, str]]:
         """(prefixlen, network int, directory) of the address's existing levels, most specific first."""
-        version = address.version
-        value = int(address)
+        return self.levels_int(address.version, int(address))
+
+    def levels_int(self, version: int, value: int) -> list[tuple[int, int, str]]:
+        """:meth:`_levels_of` for an address given as (version, int): the DNS fast path's form."""
         width = WIDTH[version]
         bits = LEVEL_BITS[version]
+        levels = self.levels
+        linked = self.linked
         found = []
         for plen in range(bits, width + 1, bits):
             shift = width - plen
             network_int = value >> shift << shift
-            directory = self.levels[(version, plen)].get(network_int)
+            directory = levels[(version, plen)].get(network_int)
             if directory is None:
                 break  # no deeper level can exist without this one
             found.append((plen, network_int, directory))
-            if (version, plen, network_int) in self.linked:
+            if (version, plen, network_int) in linked:
                 break  # a link: nothing exists below it
         found.reverse()
         return found
+
+    def find(self, sender: str, levels: list[tuple[int, int, str]]) -> tuple[str, int, int, str] | None:
+        """The first entry that lists a canonical ``sender`` at ``levels`` (from :meth:`levels_int`).
+
+        Returns (entry, prefixlen, network int, directory): what :meth:`lookup`
+        puts in its Match, without building one.
+        """
+        if not levels:
+            return None
+        if sender == ANY_SENDER:
+            candidates: tuple[str, ...] = (ANY_SENDER,)
+        else:
+            wildcard = "*@" + sender.rpartition("@")[2]
+            candidates = (sender, ANY_SENDER) if wildcard == sender else (sender, wildcard, ANY_SENDER)
+        entries = self.entries
+        for candidate in candidates:
+            for plen, network_int, directory in levels:
+                if candidate in entries.get(directory, ()):
+                    return candidate, plen, network_int, directory
+        return None
+
+    def entry_path(self, directory: str, sender: str) -> str:
+        """The file of an entry in a physical directory (what Match.path holds)."""
+        return f"{self.tree.db}/{directory}/{sender_to_name(sender)}"  # os.path.join's result, quicker
 
     def _match(self, address: IPAddress, sender: str, plen: int, network_int: int, directory: str) -> Match:
         version = address.version

@@ -1,0 +1,74 @@
+"""AXFR over TCP: the zone `fswl export --format zone` writes, to allowed secondaries only."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import dns.query
+import dns.rcode
+import dns.xfr
+import dns.rdatatype
+import dns.zone
+import pytest
+
+from fswl.home import Home
+from tests.conftest import require, run_fswl
+from tests.harness.dnsd import fswl_serve
+
+ZONE = "wl.example.org"
+
+
+def make_home(root: Path, allow: list[str]) -> Home:
+    home = Home(root)
+    wl = home.whitelist
+    wl.add("dave@umkc.edu", "57.129.134.63")
+    wl.add("first.last@umkc.edu", "57.129.134.63")
+    wl.add("*@lists.umkc.edu", "57.129.134.0/24")
+    wl.add("*", "192.0.2.0/24")
+    wl.add("*@aol.com", "64.12.88.0/24")
+    wl.link("64.12.88.0/24", "aol-out")
+    wl.add("bob@example.net", "2001:db8::1")
+    allowed = ", ".join(f'"{a}"' for a in allow)
+    (root / "fswl.toml").write_text(f'[dns]\nzone = "{ZONE}"\naxfr_allow = [{allowed}]\n')
+    return home
+
+
+def test_an_allowed_secondary_gets_the_exported_zone(tmp_path: Path) -> None:
+    home = make_home(tmp_path / "home", ["127.0.0.0/8", "192.0.2.53"])
+    with fswl_serve(home.root, "dns") as port:
+        transferred = dns.zone.from_xfr(dns.query.xfr("127.0.0.1", ZONE, port=port, timeout=20))
+        dig = require("dig")
+        out = subprocess.run([dig, "-p", str(port), "@127.0.0.1", ZONE, "AXFR"], capture_output=True, text=True,
+                             timeout=30).stdout
+    serial = transferred.find_rdataset("@", "SOA")[0].serial
+    export = run_fswl(home, "export", "--format", "zone", "--serial", str(serial), check=True).stdout
+    exported = dns.zone.from_text(export, origin=ZONE)
+    assert _records(transferred) == _records(exported)
+    assert len(_records(transferred)) > 20
+    names = {name.to_text() for name in transferred.nodes}
+    assert "dave.umkc.edu.63.134.129.57" in names
+    assert "XFR size" in out and f"dave.umkc.edu.63.134.129.57.{ZONE}." in out
+
+
+@pytest.mark.parametrize("allow", [["192.0.2.53"], []], ids=["others-only", "nobody"])
+def test_anyone_else_is_refused(tmp_path: Path, allow: list[str]) -> None:
+    home = make_home(tmp_path / "home", allow)
+    with fswl_serve(home.root, "dns") as port:
+        dig = require("dig")
+        out = subprocess.run([dig, "-p", str(port), "@127.0.0.1", ZONE, "AXFR"], capture_output=True, text=True,
+                             timeout=30).stdout
+        assert "REFUSED" in out or "Transfer failed" in out
+        assert "dave.umkc.edu" not in out
+        with pytest.raises(dns.xfr.TransferError) as failed:
+            dns.zone.from_xfr(dns.query.xfr("127.0.0.1", ZONE, port=port, timeout=20))
+        assert failed.value.rcode == dns.rcode.REFUSED
+
+
+def _records(zone: dns.zone.Zone) -> set[tuple[str, int, str]]:
+    found = set()
+    for name, node in zone.nodes.items():
+        for rdataset in node.rdatasets:
+            for rdata in rdataset:
+                found.add((name.to_text().lower(), rdataset.rdtype, rdata.to_text()))
+    return found
