@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from fswl.index import Index
 
 log = logging.getLogger(__name__)
+#: The level of "what listens where": shown by default, and not a warning.
+ANNOUNCE = logging.WARNING - 1
+logging.addLevelName(ANNOUNCE, "ANNOUNCE")
 
 #: Service name -> "module:factory"; a factory takes (Runtime, listen or None)
 #: and returns a Service.  Listed in the order they start.
@@ -169,7 +172,7 @@ async def run(services: list[Service], runtime: Runtime, ready: asyncio.Event | 
             except OSError as exc:
                 raise ServiceError(f"{service.name}: cannot listen: {exc.strerror or exc}") from exc
             started.append(service)
-            log.warning("%s", service.describe())
+            log.log(ANNOUNCE, "%s", service.describe())
         if ready is not None:
             ready.set()
         await stop.wait()

@@ -52,13 +52,25 @@ class Context:
 @click.pass_context
 def cli(ctx: click.Context, home: Path | None, verbose: int) -> None:
     """fswl: a global whitelist of email senders, kept as a tree of empty files."""
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="fswl: %(levelname)s: %(message)s", stream=sys.stderr)
+    level = logging.WARNING - 1 - 10 * min(verbose, 2)  # WARNING - 1: services saying where they listen
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    logging.basicConfig(level=level, handlers=[handler])
     ctx.obj = Context(home)
 
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"fswl.cli.{_name}").register(cli)
+
+
+class _Formatter(logging.Formatter):
+    """``fswl: message`` for news, ``fswl: WARNING: message`` where the level matters."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        if record.levelno in (logging.INFO, logging.WARNING - 1):
+            return f"fswl: {message}"
+        return f"fswl: {record.levelname}: {message}"
 
 
 def fail(message: str, code: int = 2) -> None:

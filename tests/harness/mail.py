@@ -87,7 +87,7 @@ def serve(home: Path, *services: str) -> Iterator[dict[str, int]]:
         if not line:
             break
         lines.append(line)
-        found = re.match(r"fswl: WARNING: (\w+): .* on \[?[0-9a-fA-F:.]+\]?:(\d+)", line)
+        found = re.match(r"fswl: (\w+): .* on \[?[0-9a-fA-F:.]+\]?:(\d+)", line)
         if found:
             ports[found.group(1)] = int(found.group(2))
     if len(ports) < len(services):
