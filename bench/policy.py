@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -87,11 +88,13 @@ def rss_mb(pid: int) -> float:
 ANCHOR = """
 import asyncio, sys
 async def serve(reader, writer):
-    while True:
-        block = await reader.readuntil(b"\\n\\n")
-        if not block: break
-        writer.write(b"action=DUNNO\\n\\n")
-        await writer.drain()
+    try:
+        while True:
+            await reader.readuntil(b"\\n\\n")
+            writer.write(b"action=DUNNO\\n\\n")
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        writer.close()
 async def main():
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     print("anchor: on 127.0.0.1:%d" % server.sockets[0].getsockname()[1], file=sys.stderr, flush=True)
@@ -109,6 +112,8 @@ def start(command: list[str], env: dict[str, str], pattern: str) -> tuple[subpro
             raise SystemExit(f"{command} did not start")
         found = re.search(pattern, line)
         if found:
+            # Keep reading what it says, or a full pipe would stall the server mid-run.
+            threading.Thread(target=process.stderr.read, daemon=True).start()
             return process, int(found.group(1))
 
 
