@@ -201,3 +201,15 @@ def test_changes_show_within_a_second(server) -> None:
     ln_s("../../../../groups/isp", home.db / "ip4/10/0/0/8")
     assert wait_for(lambda: a_values(ask(port, f"carol.example.org.8.0.0.10.{ZONE}")) == ["127.0.0.3"])
 
+
+
+def test_a_repeated_query_is_answered_from_the_cache_with_its_own_id(server) -> None:
+    _, port = server
+    query = dns.message.make_query(f"dave.umkc.edu.63.134.129.57.{ZONE}", "A")
+    replies = []
+    for query_id in (1, 2, 0xBEEF):
+        query.id = query_id
+        replies.append(dns.query.udp(query, "127.0.0.1", port=port, timeout=5))
+    assert [reply.id for reply in replies] == [1, 2, 0xBEEF]
+    assert all(a_values(reply) == ["127.0.0.2"] for reply in replies)
+    assert len({reply.to_wire()[2:] for reply in replies}) == 1
