@@ -82,6 +82,24 @@ ROWS = [
     (f"ann.example.net.{V6_RELAY}", dns.rcode.NXDOMAIN, []),
     ("8.b.d.0.1.0.0.2", dns.rcode.NOERROR, []),
     ("no.such.name", dns.rcode.NXDOMAIN, []),
+    # A domain's last labels below a relay: empty non-terminals of the mailbox names (RFC 8020, 9156).
+    ("edu.63.134.129.57", dns.rcode.NOERROR, []),
+    ("EDU.63.134.129.57", dns.rcode.NOERROR, []),
+    ("edu.9.134.129.57", dns.rcode.NOERROR, []),  # *@lists.umkc.edu on the /24
+    ("com.63.134.129.57", dns.rcode.NXDOMAIN, []),
+    (f"net.{V6_RELAY}", dns.rcode.NOERROR, []),
+    ("com.88.12.64", dns.rcode.NXDOMAIN, []),  # not an address, nothing below
+    ("com.1.88.12.64", dns.rcode.NOERROR, []),  # through the group link
+    ("aol.com.1.88.12.64", dns.rcode.NOERROR, []),
+    ("junk.4.2.0.192", dns.rcode.NOERROR, []),  # "*": x.junk.4.2.0.192 answers 127.0.0.4
+    ("x.junk.4.2.0.192", dns.rcode.NOERROR, ["127.0.0.4"]),
+    ("-bad-.4.2.0.192", dns.rcode.NXDOMAIN, []),  # no sender's domain ends so
+    # Reversed IPv4 labels are decimal without leading zeros; IPv6 ones single hex digits.
+    ("057", dns.rcode.NXDOMAIN, []),
+    ("0134.129.57", dns.rcode.NXDOMAIN, []),
+    ("01", dns.rcode.NXDOMAIN, []),
+    ("2.00", dns.rcode.NXDOMAIN, []),
+    ("57", dns.rcode.NOERROR, []),
 ]
 
 
@@ -183,3 +201,15 @@ def test_changes_show_within_a_second(server) -> None:
     ln_s("../../../../groups/isp", home.db / "ip4/10/0/0/8")
     assert wait_for(lambda: a_values(ask(port, f"carol.example.org.8.0.0.10.{ZONE}")) == ["127.0.0.3"])
 
+
+
+def test_a_repeated_query_is_answered_from_the_cache_with_its_own_id(server) -> None:
+    _, port = server
+    query = dns.message.make_query(f"dave.umkc.edu.63.134.129.57.{ZONE}", "A")
+    replies = []
+    for query_id in (1, 2, 0xBEEF):
+        query.id = query_id
+        replies.append(dns.query.udp(query, "127.0.0.1", port=port, timeout=5))
+    assert [reply.id for reply in replies] == [1, 2, 0xBEEF]
+    assert all(a_values(reply) == ["127.0.0.2"] for reply in replies)
+    assert len({reply.to_wire()[2:] for reply in replies}) == 1

@@ -65,7 +65,8 @@ def random_name(rng: random.Random) -> str:
                            f"a.b.c.{relay}", f"lists{i}.example.net.{relay}", f"{i}.0.{i % 3}.10",
                            f"a.b.1.{i % 10}.{i % 3}.1", f"u.e.{i}.0.0{i % 3}.10", f"u.e.1.{i}.0.256",
                            f"first\\.last.example{i % 7}.com.{relay}", f"user{i}.example{i % 7}\\.com.{relay}",
-                           f"x.mail.example{i % 7}.com.{relay}", f"mail.example{i % 7}.com.{relay}"])
+                           f"x.mail.example{i % 7}.com.{relay}", f"mail.example{i % 7}.com.{relay}",
+                           f"net.{relay}", f"junk.{relay}", f"-x-.{relay}", f"0{i}.{i % 3}.10", f"{i}.0{i % 3}.10"])
     else:
         name = f"nobody.example.org.{relay}"
     name = f"{name}.{ZONE}"

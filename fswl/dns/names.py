@@ -15,12 +15,14 @@ import ipaddress
 from dataclasses import dataclass
 
 from fswl.errors import BadSender
-from fswl.names import ANY_SENDER, IPAddress, parse_sender, split_sender
+from fswl.names import ANY_SENDER, IPAddress, IPNetwork, parse_sender, split_sender
 
 #: Length of the hashed-form label (base32 of SHA-256, unpadded).
 HASH_LABEL_LENGTH = 52
 _HEX_NIBBLES = frozenset(b"0123456789abcdefABCDEF")
 _BASE32 = frozenset(b"abcdefghijklmnopqrstuvwxyz234567ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+#: Reversed IPv4 labels as RFC 5782 writes them: "0" to "255", no leading zeros.
+_OCTETS = {str(octet).encode(): octet for octet in range(256)}
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ def parse_question(labels: list[bytes]) -> Question | None:
     """The question a name (labels below the zone apex) asks, or None if it is not one.
 
     Labels compare case-insensitively; a name that is None here may still be
-    an empty non-terminal (see :func:`is_reverse_prefix`).
+    an empty non-terminal (see :func:`is_reverse_prefix`, and labels below a relay that end listed names).
     """
     if 4 < len(labels) < 32 and all(len(label) == 1 and label[0] in _HEX_NIBBLES for label in labels):
         return None  # an IPv6 nibble prefix (8.b.d.0.1.0.0.2), not a mailbox under an IPv4 relay
@@ -103,9 +105,23 @@ def is_reverse_prefix(labels: list[bytes]) -> bool:
     ``57.$ZONE`` or ``134.129.57.$ZONE``: names that exist only as parents of
     listed names (empty non-terminals) have this shape.
     """
-    if 0 < len(labels) < 4 and all(label.isdigit() and len(label) <= 3 and int(label) <= 255 for label in labels):
-        return True
-    return 0 < len(labels) < 32 and all(len(label) == 1 and label[0] in _HEX_NIBBLES for label in labels)
+    return bool(reverse_prefix_networks(labels))
+
+
+def reverse_prefix_networks(labels: list[bytes]) -> list[IPNetwork]:
+    """The networks whose reversed addresses start with ``labels`` (``2.0`` is both 0.2/16 and 20::/8).
+
+    A reversed IPv4 label is decimal as RFC 5782 writes it, without leading
+    zeros (``057`` and ``01`` are no octets); an IPv6 one is a single hex digit.
+    """
+    networks: list[IPNetwork] = []
+    if 0 < len(labels) < 4 and all(label in _OCTETS for label in labels):
+        octets = [_OCTETS[label] for label in reversed(labels)]
+        networks.append(ipaddress.IPv4Network((bytes(octets + [0] * (4 - len(octets))), 8 * len(octets))))
+    if 0 < len(labels) < 32 and all(len(label) == 1 and label[0] in _HEX_NIBBLES for label in labels):
+        nibbles = b"".join(reversed(labels)).decode()
+        networks.append(ipaddress.IPv6Network((int(nibbles.ljust(32, "0"), 16), 4 * len(nibbles))))
+    return networks
 
 
 def mailbox_labels(sender: str) -> list[bytes]:

@@ -10,11 +10,12 @@ from typing import Callable
 from dnslib import A, DNSRecord, EDNS0, NS, OPCODE, QTYPE, RCODE, RR, SOA, TXT, DNSLabel
 
 from fswl.dns import answers
-from fswl.dns.names import Question, is_reverse_prefix, mailbox_labels, parse_question
+from fswl.dns.names import Question, mailbox_labels, parse_question, reverse_prefix_networks, split_reverse
 from fswl.dns.settings import DnsSettings
 from fswl.dns.wire import FastPath
 from fswl.index.memory import MemoryIndex
-from fswl.names import ANY_SENDER, IPAddress, sender_kind
+from fswl.errors import BadSender
+from fswl.names import ANY_SENDER, IPAddress, parse_sender, sender_kind
 from fswl.store import Match
 from fswl.store.whitelist import ANSWERS
 
@@ -115,7 +116,7 @@ class WhitelistResolver:
             return fast
         question = parse_question(rel)
         if question is None:
-            return (NOERROR, 0, "") if self._is_ent(rel) else NXDOMAIN_NONE
+            return NODATA if self._is_ent(rel) else NXDOMAIN_NONE
         point = answers.test_point(question.address)
         if point is not None:
             if point:
@@ -210,28 +211,42 @@ class WhitelistResolver:
 
     def _has_names_below(self, question: Question, rel: list[bytes], address: IPAddress) -> bool:
         """Empty non-terminal: a listed name lies below this unlisted one."""
-        if question.hashed is not None:
-            return False
         head = rel[: len(rel) - (4 if question.address.version == 4 else 32)]
+        return self._names_below_head(head, address)
+
+    def _names_below_head(self, head: list[bytes], address: IPAddress) -> bool:
+        """True if some listed mailbox name at ``address`` ends with the labels ``head`` (and is longer).
+
+        With ``*`` listed every sender's name answers 127.0.0.4, so a name
+        with a sender below it (``edu``: ``x.edu``) exists too; the exports'
+        wildcard has such names as well.
+        """
         for sender in self.index.senders_at(address):
-            labels = mailbox_labels(sender) if sender != ANY_SENDER else []
+            if sender == ANY_SENDER:
+                if len(head) == 1 and _could_be_domain(head[0]):
+                    return True
+                continue
+            labels = mailbox_labels(sender)
             if len(labels) > len(head) and [l.lower() for l in labels[len(labels) - len(head):]] == head:
                 return True
         return False
 
     def _is_ent(self, rel: list[bytes]) -> bool:
-        """A reversed-address prefix with a listed relay (or test point) below it."""
-        if not is_reverse_prefix(rel):
+        """An empty non-terminal that is no question: a reversed-address prefix with a listed relay
+        (or test point) below it, or a label below a relay that ends listed names (``edu.<rev-ip>``)."""
+        for network in reverse_prefix_networks(rel):  # 8.b.d.0.1.0.0.2 is also a label below 2.0.0.1
+            if any(point.version == network.version and point in network
+                   for point in answers.TEST_LISTED | answers.TEST_UNLISTED):
+                return True
+            if self.index.has_levels_within(network):
+                return True
+        split = split_reverse(rel)
+        if split is None or len(split[0]) != 1:
             return False
-        if rel[0].isdigit() and len(rel) < 4:
-            octets = [int(label) for label in reversed(rel)]
-            network = ipaddress.ip_network((bytes(octets + [0] * (4 - len(octets))), 8 * len(octets)))
-        else:
-            nibbles = "".join(label.decode() for label in reversed(rel))
-            network = ipaddress.ip_network((int(nibbles.ljust(32, "0"), 16), 4 * len(nibbles)))
-        if any(point.version == network.version and point in network for point in answers.TEST_LISTED | answers.TEST_UNLISTED):
-            return True
-        return self.index.has_levels_within(network)
+        head, address = split
+        if address.version == 6 and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return self._names_below_head(head, address)
 
     def _apex(self, reply: DNSRecord, qtype: int) -> None:
         qname = reply.q.qname
@@ -256,3 +271,12 @@ class WhitelistResolver:
         soa = answers.soa(self.settings, self.index.serial)
         record = SOA(soa.mname, soa.rname, (soa.serial, soa.refresh, soa.retry, soa.expire, soa.minimum))
         return RR(self.zone, QTYPE.SOA, ttl=ttl, rdata=record)
+
+
+def _could_be_domain(label: bytes) -> bool:
+    """True if ``label`` ends some sender's domain, so names like ``x.<label>`` are mailbox names."""
+    try:
+        parse_sender("postmaster@" + label.decode("ascii"))
+    except (BadSender, UnicodeError):
+        return False
+    return True

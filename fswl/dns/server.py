@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Callable
 
 from dnslib import DNSError, DNSLabelError, DNSRecord, QTYPE, RCODE
 
+from fswl.dns.cache import ReplyCache
 from fswl.dns.resolver import CLASSIC_PAYLOAD, EDNS_PAYLOAD, WhitelistResolver
 
 if TYPE_CHECKING:
@@ -29,6 +30,10 @@ MAX_TCP_MESSAGE = 65535
 MAX_UDP_QUERY = 65535
 #: AXFR messages built per trip to the worker thread.
 TRANSFER_BATCH = 20
+#: Longer UDP queries are answered afresh each time (no real question is this long; junk must not fill the cache).
+CACHED_QUERY_BYTES = 300
+#: Replies worth remembering: NOERROR and NXDOMAIN, not FORMERR/SERVFAIL/REFUSED to junk.
+_CACHED_RCODES = (0, 3)
 
 
 def answer_datagram(resolver: WhitelistResolver, data: bytes, payload_limit: int | None = None) -> bytes | None:
@@ -144,12 +149,18 @@ class _UdpLoop:
         self.sock.close()
 
     def _run(self) -> None:
+        # Everything the loop touches is a local: attribute and global lookups cost per packet.
         sock, resolver, limiter = self.sock, self.resolver, self.limiter
+        index = resolver.index
+        cache = ReplyCache(index, answers_only=resolver.on_miss is not None)
+        cached, remember = cache.get, cache.put
+        answer = answer_datagram
+        receive, send = sock.recvfrom_into, sock.sendto
         buffer = bytearray(MAX_UDP_QUERY)
         view = memoryview(buffer)
         while not self.stopping:
             try:
-                size, addr = sock.recvfrom_into(buffer)
+                size, addr = receive(buffer)
             except OSError as exc:
                 if self.stopping:
                     return
@@ -160,9 +171,18 @@ class _UdpLoop:
             if limiter is not None and not limiter.allow(addr[0]):
                 continue
             try:
-                wire = answer_datagram(resolver, bytes(view[:size]))
+                key = bytes(view[2:size]) if HEADER_BYTES < size <= CACHED_QUERY_BYTES else None
+                if key is not None:
+                    reply = cached(key)
+                    if reply is not None:
+                        send(buffer[:2] + reply, addr)
+                        continue
+                generation = index.generation
+                wire = answer(resolver, bytes(view[:size]))
                 if wire is not None:
-                    sock.sendto(wire, addr)
+                    send(wire, addr)
+                    if key is not None and (wire[3] & 0x0F) in _CACHED_RCODES:
+                        remember(key, wire[2:], generation)
             except OSError as exc:
                 log.debug("udp: %s", exc)
             except Exception:  # never let one packet end the loop
