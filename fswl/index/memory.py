@@ -109,18 +109,34 @@ class MemoryIndex:
             yield from self.entries.get(directory, ())
 
     def has_levels_within(self, network: IPNetwork) -> bool:
-        """True if some level lies inside ``network``, or one with entries covers it."""
+        """True if a level with entries lies inside ``network``, or covers it.
+
+        A level whose directory holds no entries (say only ``.tomb/`` after
+        ``fswl rm``) counts only through the levels with entries below it,
+        so the names above an emptied relay answer NXDOMAIN again.
+        """
+        version = network.version
         start = int(network.network_address)
         end = int(network.broadcast_address)
-        starts = self.starts[network.version]
-        index = starts.bisect_left(start)
-        if index < len(starts) and starts[index] <= end:
-            return True
-        bits = LEVEL_BITS[network.version]
+        bits = LEVEL_BITS[version]
+        width = WIDTH[version]
+        entries = self.entries
+        levels = self.levels
+        deeper = range(network.prefixlen - network.prefixlen % bits + bits, width + 1, bits)
+        previous = None
+        # Usually the first level found has entries; empty ones are rare leftovers.
+        for level_start in self.starts[version].irange(start, end):
+            if level_start == previous:
+                continue
+            previous = level_start
+            for plen in deeper:
+                directory = levels[(version, plen)].get(level_start)
+                if directory is not None and entries.get(directory):
+                    return True
         for plen in range(bits, network.prefixlen + 1, bits):
-            shift = WIDTH[network.version] - plen
-            directory = self.levels[(network.version, plen)].get(start >> shift << shift)
-            if directory is not None and self.entries.get(directory):
+            shift = width - plen
+            directory = levels[(version, plen)].get(start >> shift << shift)
+            if directory is not None and entries.get(directory):
                 return True
         return False
 
