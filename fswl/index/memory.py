@@ -7,8 +7,9 @@ Shape, chosen for memory at a million entries:
 - ``levels[(version, prefixlen)]``: network address as an int -> the physical
   directory that answers for that tree level (its own, or a link's target).
 - ``starts[version]``: sorted starts of every level, for empty non-terminals.
-- ``hashes``: first 8 bytes of sha256(sender) -> senders, for the hashed DNS
-  form; the full label is checked on a hit.
+- No table for the hashed DNS form: its query names the relay, so the few
+  senders listed at that relay's levels are hashed (with a bounded cache)
+  and compared, which costs far less memory than a global digest table.
 
 All mutation happens under one lock from the watcher thread; lookups read
 plain dicts and tuples, which the GIL keeps consistent per operation.
@@ -16,11 +17,12 @@ plain dicts and tuples, which the GIL keeps consistent per operation.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import os
+import sys
 import threading
 import time
+from functools import lru_cache
 from typing import Iterable
 
 from sortedcontainers import SortedList
@@ -39,21 +41,10 @@ from fswl.names import (
 from fswl.store import Match, Tree
 
 WIDTH = {4: 32, 6: 128}
+#: Senders whose hashed label is remembered: a hot relay's lists, not all of db/.
+HASH_CACHE_SIZE = 65536
 
-
-def hash_key(sender: str) -> int:
-    """The index key of a sender's hashed-form label: its digest's first 64 bits."""
-    return int.from_bytes(hashlib.sha256(sender.encode("utf-8", "surrogateescape")).digest()[:8], "big")
-
-
-def label_key(label: str) -> int | None:
-    """The same key, from a 52-character base32 DNS label."""
-    import base64
-
-    try:
-        return int.from_bytes(base64.b32decode(label.upper() + "====")[:8], "big")
-    except ValueError:
-        return None
+_sender_hash = lru_cache(maxsize=HASH_CACHE_SIZE)(sender_hash)
 
 
 class MemoryIndex:
@@ -67,8 +58,6 @@ class MemoryIndex:
             (v, plen): {} for v, bits in LEVEL_BITS.items() for plen in range(bits, WIDTH[v] + 1, bits)
         }
         self.starts: dict[int, SortedList] = {4: SortedList(), 6: SortedList()}
-        self.hashes: dict[int, tuple[str, ...]] = {}
-        self._refs: dict[str, int] = {}
         #: (version, prefixlen, network int) of levels that are links.
         self.linked: set[tuple[int, int, int]] = set()
         #: Directory (relative to db/; "" is db/ itself) -> mtime in ns when it was
@@ -102,17 +91,15 @@ class MemoryIndex:
     def lookup_hashed(self, label: str, address: IPAddress) -> Match | None:
         """The hashed DNS form: an entry whose sender_hash is ``label``, else ``*``."""
         found = self._levels_of(address)
-        key = label_key(label)
-        if not found or key is None:
+        if not found:
             return None
-        for sender in self.hashes.get(key, ()):
-            if sender_hash(sender) != label:
-                continue
-            for plen, network_int, directory in found:
-                if sender in self.entries.get(directory, ()):
+        entries = self.entries
+        for plen, network_int, directory in found:
+            for sender in entries.get(directory, ()):
+                if sender != ANY_SENDER and _sender_hash(sender) == label:
                     return self._match(address, sender, plen, network_int, directory)
         for plen, network_int, directory in found:
-            if ANY_SENDER in self.entries.get(directory, ()):
+            if ANY_SENDER in entries.get(directory, ()):
                 return self._match(address, ANY_SENDER, plen, network_int, directory)
         return None
 
@@ -122,18 +109,34 @@ class MemoryIndex:
             yield from self.entries.get(directory, ())
 
     def has_levels_within(self, network: IPNetwork) -> bool:
-        """True if some level lies inside ``network``, or one with entries covers it."""
+        """True if a level with entries lies inside ``network``, or covers it.
+
+        A level whose directory holds no entries (say only ``.tomb/`` after
+        ``fswl rm``) counts only through the levels with entries below it,
+        so the names above an emptied relay answer NXDOMAIN again.
+        """
+        version = network.version
         start = int(network.network_address)
         end = int(network.broadcast_address)
-        starts = self.starts[network.version]
-        index = starts.bisect_left(start)
-        if index < len(starts) and starts[index] <= end:
-            return True
-        bits = LEVEL_BITS[network.version]
+        bits = LEVEL_BITS[version]
+        width = WIDTH[version]
+        entries = self.entries
+        levels = self.levels
+        deeper = range(network.prefixlen - network.prefixlen % bits + bits, width + 1, bits)
+        previous = None
+        # Usually the first level found has entries; empty ones are rare leftovers.
+        for level_start in self.starts[version].irange(start, end):
+            if level_start == previous:
+                continue
+            previous = level_start
+            for plen in deeper:
+                directory = levels[(version, plen)].get(level_start)
+                if directory is not None and entries.get(directory):
+                    return True
         for plen in range(bits, network.prefixlen + 1, bits):
-            shift = WIDTH[network.version] - plen
-            directory = self.levels[(network.version, plen)].get(start >> shift << shift)
-            if directory is not None and self.entries.get(directory):
+            shift = width - plen
+            directory = levels[(version, plen)].get(start >> shift << shift)
+            if directory is not None and entries.get(directory):
                 return True
         return False
 
@@ -203,16 +206,14 @@ class MemoryIndex:
 
     def set_entries(self, directory: str, senders: Iterable[str]) -> None:
         """Replace the entries of one physical directory."""
-        new = tuple(sorted(set(senders)))
+        # Interned: the same sender at many relays, and a directory string kept
+        # in entries and in levels, is then stored once.
+        new = tuple(sorted({sys.intern(sender) for sender in senders}))
         old = self.entries.get(directory, ())
         if new == old:
             return
-        for sender in set(old) - set(new):
-            self._unhash(sender)
-        for sender in set(new) - set(old):
-            self._hash(sender)
         if new:
-            self.entries[directory] = new
+            self.entries[sys.intern(directory)] = new
         else:
             self.entries.pop(directory, None)
         self._changed()
@@ -232,7 +233,7 @@ class MemoryIndex:
             return
         if network_int not in table:
             self.starts[version].add(network_int)
-        table[network_int] = directory
+        table[network_int] = sys.intern(directory)
         (self.linked.add if linked else self.linked.discard)(key)
         self._changed()
 
@@ -254,29 +255,6 @@ class MemoryIndex:
             if (version, deeper, start) not in self.linked:
                 self.set_entries(directory, ())
             self.set_level(version, deeper, start, None)
-
-    def _hash(self, sender: str) -> None:
-        count = self._refs.get(sender, 0)
-        self._refs[sender] = count + 1
-        if count or sender == ANY_SENDER:
-            return
-        key = hash_key(sender)
-        self.hashes[key] = self.hashes.get(key, ()) + (sender,)
-
-    def _unhash(self, sender: str) -> None:
-        count = self._refs.get(sender, 0) - 1
-        if count > 0:
-            self._refs[sender] = count
-            return
-        self._refs.pop(sender, None)
-        if sender == ANY_SENDER:
-            return
-        key = hash_key(sender)
-        remaining = tuple(s for s in self.hashes.get(key, ()) if s != sender)
-        if remaining:
-            self.hashes[key] = remaining
-        else:
-            self.hashes.pop(key, None)
 
     def _changed(self) -> None:
         # The serial follows the clock, not a count, so a restart never lowers it.

@@ -16,6 +16,8 @@ at start, whichever way the snapshot came about.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import logging
 import os
@@ -33,11 +35,11 @@ from fswl.store.tree import GROUPS_DIR
 log = logging.getLogger(__name__)
 
 #: The first bytes of a snapshot; bump the digit when the tables change shape.
-MAGIC = b"FSWL-INDEX-SNAPSHOT 1\n"
+MAGIC = b"FSWL-INDEX-SNAPSHOT 2\n"
 _DIGEST = 32
 #: More stale directories than this share of all means a full walk is quicker.
 STALE_SHARE = 0.2
-_TABLES = ("entries", "levels", "linked", "hashes", "_refs", "stamps")
+_TABLES = ("entries", "levels", "linked", "stamps")
 
 
 def write(index: MemoryIndex, path: Path) -> int:
@@ -70,7 +72,8 @@ def load(index: MemoryIndex, path: Path) -> int | None:
     state = _read(path, index.tree.db)
     if state is None:
         return None
-    stale = [rel for rel, mtime in state["stamps"].items() if not mtime or _mtime(index, rel) != mtime]
+    db = index.tree.db
+    stale = [rel for rel, mtime in state["stamps"].items() if not mtime or _mtime(db, rel) != mtime]
     if len(stale) > STALE_SHARE * len(state["stamps"]):
         log.info("index snapshot: %d of %d directories changed; reading db/ instead", len(stale), len(state["stamps"]))
         return None
@@ -83,6 +86,8 @@ def load(index: MemoryIndex, path: Path) -> int | None:
             if not old[rel] or index.stamps.get(rel) == old[rel]:  # not yet read again with a parent
                 _refresh(index, rel)
         index.generation += 1
+    del state
+    _release_freed_memory()
     log.info("index snapshot: loaded, %d changed directories read again", len(stale))
     return len(stale)
 
@@ -114,11 +119,26 @@ def _read(path: Path, db: str) -> dict | None:
     return state
 
 
-def _mtime(index: MemoryIndex, rel: str) -> int | None:
+def _mtime(db: str, rel: str) -> int | None:
     try:
-        return os.stat(os.path.join(index.tree.db, rel)).st_mtime_ns
+        # An f-string, not os.path.join: this runs once per directory of db/ at start.
+        return os.stat(f"{db}/{rel}" if rel else db).st_mtime_ns
     except OSError:
         return None
+
+
+def _release_freed_memory() -> None:
+    """Hand back to the system what unpickling freed (~50 MB at 1M entries), where glibc allows.
+
+    The payload and the unpickler's memo are freed by then, but glibc keeps
+    the pages unless asked; without this a start from the snapshot costs a
+    quarter more resident memory than a start from the tree.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        ctypes.CDLL(name).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):  # not glibc: nothing to ask
+        pass
 
 
 def _refresh(index: MemoryIndex, rel: str) -> None:
