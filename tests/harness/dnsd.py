@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,37 +19,48 @@ START_SECONDS = 30
 
 
 @contextmanager
-def fswl_serve(home: Path, service: str, listen: str = "127.0.0.1:0") -> Iterator[int]:
-    """Run `fswl serve SERVICE --listen LISTEN`; yield the port it bound; stop it with SIGTERM."""
+def serve(home: Path, *services: str, args: tuple[str, ...] = ()) -> Iterator[dict[str, int]]:
+    """`fswl serve SERVICES... ARGS` (each listening as fswl.toml or ARGS say); yields {service: port}.
+
+    What the server says after it started is drained in the background (a
+    full pipe would stall it) and shown if it exits with an error.
+    """
     env = {**os.environ, "FSWL_HOME": str(home)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fswl", "serve", service, "--listen", listen],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=REPO,
-    )
-    try:
-        port = _wait_for_port(process, service)
-        yield port
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        assert process.returncode == 0, f"fswl serve {service} exited {process.returncode}"
-
-
-def _wait_for_port(process: subprocess.Popen[str], service: str) -> int:
+    process = subprocess.Popen([sys.executable, "-m", "fswl", "serve", *services, *args],
+                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=REPO)
+    lines: list[str] = []
+    ports: dict[str, int] = {}
     deadline = time.monotonic() + START_SECONDS
-    seen = []
     assert process.stderr is not None
-    while time.monotonic() < deadline:
+    while len(ports) < len(services) and time.monotonic() < deadline:
         line = process.stderr.readline()
         if not line:
             break
-        seen.append(line)
-        found = re.search(rf"{service}: .* on \[?[0-9a-fA-F:.]+\]?:(\d+)", line)
+        lines.append(line)
+        found = re.match(r"fswl: (\w+): .* on \[?[0-9a-fA-F:.]+\]?:(\d+)", line)
         if found:
-            return int(found.group(1))
-    process.kill()
-    raise AssertionError(f"fswl serve {service} did not start: {''.join(seen)}")
+            ports[found.group(1)] = int(found.group(2))
+    if len(ports) < len(services):
+        process.kill()
+        process.wait()
+        raise AssertionError(f"fswl serve {' '.join(services)} did not start: {''.join(lines)}")
+    drain = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)  # type: ignore[arg-type]
+    drain.start()
+    try:
+        yield ports
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        drain.join(5)
+        assert process.returncode == 0, f"fswl serve exited {process.returncode}: {''.join(lines[-30:])}"
+
+
+@contextmanager
+def fswl_serve(home: Path, service: str, listen: str = "127.0.0.1:0") -> Iterator[int]:
+    """Run `fswl serve SERVICE --listen LISTEN`; yield the port it bound; stop it with SIGTERM."""
+    with serve(home, service, args=("--listen", listen)) as ports:
+        yield ports[service]

@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import email
 import email.policy
-import os
-import re
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from contextlib import contextmanager
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Iterator
 
 from aiosmtpd.controller import Controller
 
-REPO = Path(__file__).resolve().parent.parent.parent
-START_SECONDS = 30
+from tests.harness.dnsd import serve
+
+__all__ = ["Sink", "free_port", "mail_sink", "serve"]  # serve: the verification tests start several services
+
 
 
 def free_port() -> int:
@@ -72,38 +68,3 @@ def mail_sink() -> Iterator[tuple[Sink, int]]:
         controller.stop()
 
 
-@contextmanager
-def serve(home: Path, *services: str) -> Iterator[dict[str, int]]:
-    """`fswl serve SERVICES...` (each listening as fswl.toml says); yields {service: port}."""
-    env = {**os.environ, "FSWL_HOME": str(home)}
-    process = subprocess.Popen([sys.executable, "-m", "fswl", "serve", *services],
-                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=REPO)
-    lines: list[str] = []
-    ports: dict[str, int] = {}
-    deadline = time.monotonic() + START_SECONDS
-    assert process.stderr is not None
-    while len(ports) < len(services) and time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        found = re.match(r"fswl: (\w+): .* on \[?[0-9a-fA-F:.]+\]?:(\d+)", line)
-        if found:
-            ports[found.group(1)] = int(found.group(2))
-    if len(ports) < len(services):
-        process.kill()
-        process.wait()
-        raise AssertionError(f"fswl serve {' '.join(services)} did not start: {''.join(lines)}")
-    drain = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)  # type: ignore[arg-type]
-    drain.start()
-    try:
-        yield ports
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        drain.join(5)
-        assert process.returncode == 0, f"fswl serve exited {process.returncode}: {''.join(lines[-30:])}"
