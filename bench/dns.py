@@ -201,6 +201,8 @@ def main() -> int:
     for tool in ("dnsperf", "rbldnsd"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
             raise SystemExit(f"{tool} is not installed (apt-get install {tool})")
+    if args.dir:
+        os.makedirs(args.dir, exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="fswl-bench-dns-", dir=args.dir or ("/dev/shm" if os.path.isdir("/dev/shm") else None)))
     processes: list[subprocess.Popen] = []
     try:
