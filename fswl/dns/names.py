@@ -90,13 +90,18 @@ def parse_question(labels: list[bytes]) -> Question | None:
         if len(label) == HASH_LABEL_LENGTH and all(c in _BASE32 for c in label):
             return Question(address, hashed=label.decode("ascii").lower())
         return None
-    local = head[0].decode("utf-8", "surrogateescape")
-    domain = b".".join(head[1:]).decode("ascii", "replace")
+    sender = mailbox_sender(head)
+    return None if sender is None else Question(address, sender=sender)
+
+
+def mailbox_sender(labels: tuple[bytes, ...] | list[bytes]) -> str | None:
+    """The sender of a mailbox-form name's labels (``<local>.<domain...>``), or None if it is not one."""
+    local = labels[0].decode("utf-8", "surrogateescape")
+    domain = b".".join(labels[1:]).decode("ascii", "replace")
     try:
-        sender = parse_sender(f"{local}@{domain}")
+        return parse_sender(f"{local}@{domain}")
     except BadSender:
         return None
-    return Question(address, sender=sender)
 
 
 def is_reverse_prefix(labels: list[bytes]) -> bool:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from fswl.dns import answers
-from fswl.dns.names import mailbox_labels, reverse_labels
+from fswl.dns.names import mailbox_labels, mailbox_sender, reverse_labels
 from fswl.dns.settings import DnsSettings
 from fswl.errors import BadSender
 from fswl.names import (
@@ -37,7 +37,6 @@ from fswl.names import (
     IPNetwork,
     domain_wildcard,
     parse_domain,
-    parse_sender,
     sender_hash,
     sender_kind,
 )
@@ -235,13 +234,8 @@ class ExportNames:
 
     def _mailbox_answer(self, labels: tuple[bytes, ...], found: dict[str, Level]) -> Answer | None:
         """What the responder answers for ``<local>.<domain...>`` (fswl.dns.names.parse_question)."""
-        local = labels[0].decode("utf-8", "surrogateescape")
-        domain = b".".join(labels[1:]).decode("ascii", "replace")
-        try:
-            sender = parse_sender(f"{local}@{domain}")
-        except BadSender:
-            return None
-        return self._answer(sender, found)
+        sender = mailbox_sender(labels)
+        return None if sender is None else self._answer(sender, found)
 
     def _below_answer(self, node: tuple[bytes, ...], found: dict[str, Level]) -> Answer | None:
         """What any name one label below ``node`` asks: ``*@node`` or ``*``."""
