@@ -15,6 +15,7 @@ import dns.rdatatype
 import pytest
 
 from fswl.home import Home
+from fswl.store import Whitelist
 from fswl.names import sender_hash
 from tests.conftest import require
 from tests.harness.dnsd import fswl_serve
@@ -26,11 +27,8 @@ LONG_SENDER = "x" * 40 + "@" + ".".join(["d" * 55, "e" * 55, "f" * 45]) + ".exam
 V6_RELAY = "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2"  # 2001:db8::1
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("dns") / "home"
-    home = Home(root)
-    wl = home.whitelist
+def add_names_table_entries(wl: Whitelist) -> Whitelist:
+    """The entries the names-table tests ask about: each kind, a prefix, a group, IPv6."""
     wl.add("dave@umkc.edu", "57.129.134.63")
     wl.add("first.last@umkc.edu", "57.129.134.63")
     wl.add("*@lists.umkc.edu", "57.129.134.0/24")
@@ -38,6 +36,14 @@ def server(tmp_path_factory):
     wl.add("*@aol.com", "64.12.88.0/24")
     wl.link("64.12.88.0/24", "aol-out")
     wl.add("bob@example.net", "2001:db8::1")
+    return wl
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dns") / "home"
+    home = Home(root)
+    wl = add_names_table_entries(home.whitelist)
     wl.add(LONG_SENDER, "198.51.100.1")
     with fswl_serve(root, "dns") as port:
         yield home, port

@@ -15,20 +15,14 @@ import pytest
 from fswl.home import Home
 from tests.conftest import require, run_fswl
 from tests.harness.dnsd import fswl_serve
+from tests.test_dns import add_names_table_entries
 
 ZONE = "wl.example.org"
 
 
 def make_home(root: Path, allow: list[str]) -> Home:
     home = Home(root)
-    wl = home.whitelist
-    wl.add("dave@umkc.edu", "57.129.134.63")
-    wl.add("first.last@umkc.edu", "57.129.134.63")
-    wl.add("*@lists.umkc.edu", "57.129.134.0/24")
-    wl.add("*", "192.0.2.0/24")
-    wl.add("*@aol.com", "64.12.88.0/24")
-    wl.link("64.12.88.0/24", "aol-out")
-    wl.add("bob@example.net", "2001:db8::1")
+    add_names_table_entries(home.whitelist)
     allowed = ", ".join(f'"{a}"' for a in allow)
     (root / "fswl.toml").write_text(f'[dns]\nzone = "{ZONE}"\naxfr_allow = [{allowed}]\n')
     return home
