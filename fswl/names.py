@@ -28,8 +28,10 @@ IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 #: Parsed senders and addresses remembered: mail flows repeat them, and
-#: parsing is most of a lookup's cost.
-PARSE_CACHE_SIZE = 65536
+#: parsing is most of a lookup's cost. Each of the five caches holds up to
+#: this many (about 200 bytes each): enough for the senders and relays of a
+#: busy hour, without growing the DNS responder by tens of megabytes.
+PARSE_CACHE_SIZE = 8192
 #: The entry that lists a relay for every sender.
 ANY_SENDER = "*"
 #: Directory names of the two address families under db/.

@@ -12,8 +12,8 @@ from fswl.store import Whitelist
 
 log = logging.getLogger(__name__)
 
-#: Entries remembered between flushes before the memory is cleared.
-MAX_REMEMBERED = 2_000_000
+#: Entries remembered as refreshed before the memory is cleared (about 100 bytes each).
+MAX_REMEMBERED = 1_000_000
 
 
 class SeenRecorder:
@@ -30,19 +30,22 @@ class SeenRecorder:
         self.refresh = refresh
         self.flush_every = flush_every
         self.clock = clock
-        self._last: dict[str, float] = {}
+        #: hash(path) -> when it was last queued: an int key, not the path, is a
+        #: third of the memory; a collision (2**-64) delays one refresh a day.
+        self._last: dict[int, float] = {}
         self._pending: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def record(self, path: str) -> None:
         now = self.clock()
-        last = self._last.get(path)
+        key = hash(path)
+        last = self._last.get(key)
         if last is not None and now - last < self.refresh:
             return
         if len(self._last) >= MAX_REMEMBERED:
             self._last.clear()
-        self._last[path] = now
+        self._last[key] = now
         self._pending.add(path)
 
     def flush(self) -> int:

@@ -53,3 +53,14 @@ def test_with_challenges_on_a_miss_only_answers_are_kept() -> None:
     cache.put(b"hit", HIT, index.generation)
     cache.put(b"miss", MISS, index.generation)
     assert cache.get(b"hit") == HIT and cache.get(b"miss") is None
+
+
+def test_a_full_cache_starts_again_rather_than_grow() -> None:
+    index = FakeIndex()
+    cache = ReplyCache(index, size=3, clock=Clock())
+    cache.get(b"q")
+    for n in range(3):
+        cache.put(b"q%d" % n, HIT, index.generation)
+    assert len(cache.replies) == 3
+    cache.put(b"q3", HIT, index.generation)
+    assert list(cache.replies) == [b"q3"]

@@ -15,7 +15,7 @@ from typing import Callable
 
 #: How long a remembered reply may skip the answer path's side effects.
 CACHE_SECONDS = 60.0
-#: Replies remembered at most (about 300 bytes each); the cache empties when full.
+#: Replies remembered at most by default (about 250 bytes each); the cache empties when full.
 CACHE_ENTRIES = 250_000
 #: ANCOUNT of a reply with no answer record (NXDOMAIN, NODATA).
 _NO_ANSWER = b"\x00\x00"
@@ -24,9 +24,10 @@ _NO_ANSWER = b"\x00\x00"
 class ReplyCache:
     """UDP replies by query bytes (after the ID) for one index; see the module docstring."""
 
-    def __init__(self, index: object, answers_only: bool = False,
+    def __init__(self, index: object, size: int = CACHE_ENTRIES, answers_only: bool = False,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.index = index
+        self.size = size
         #: With challenges on a miss, only replies with an answer are kept: a miss must reach on_miss.
         self.answers_only = answers_only
         self.clock = clock
@@ -47,6 +48,6 @@ class ReplyCache:
         """Remember ``reply`` (without its ID) if it was made from index ``generation`` and may be kept."""
         if generation != self.generation or (self.answers_only and reply[4:6] == _NO_ANSWER):
             return
-        if len(self.replies) >= CACHE_ENTRIES:
+        if len(self.replies) >= self.size:
             self.replies.clear()
         self.replies[key] = reply

@@ -13,7 +13,7 @@ from fswl.dns import answers
 from fswl.dns.names import Question, mailbox_labels, parse_question, reverse_prefix_networks, split_reverse
 from fswl.dns.settings import DnsSettings
 from fswl.dns.wire import FastPath
-from fswl.index.memory import MemoryIndex
+from fswl.index.memory import MemoryIndex, unpack_names
 from fswl.errors import BadSender
 from fswl.names import ANY_SENDER, IPAddress, parse_sender, sender_kind
 from fswl.store import Match
@@ -203,9 +203,9 @@ class WhitelistResolver:
         suffix = "." + head
         entries = self.index.entries
         for _plen, _net, directory in levels:
-            for sender in entries.get(directory, ()):
-                domain = sender.rpartition("@")[2]
-                if sender != ANY_SENDER and (domain == head or domain.endswith(suffix)):
+            for name in unpack_names(entries.get(directory, "")):
+                domain = name.rpartition("@")[2]  # a domain is never escaped in a file name
+                if name != ANY_SENDER and (domain == head or domain.endswith(suffix)):
                     return True
         return False
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable
 
 from dnslib import DNSError, DNSLabelError, DNSRecord, QTYPE, RCODE
 
-from fswl.dns.cache import ReplyCache
+from fswl.dns.cache import CACHE_ENTRIES, ReplyCache
 from fswl.dns.resolver import CLASSIC_PAYLOAD, EDNS_PAYLOAD, WhitelistResolver
 
 if TYPE_CHECKING:
@@ -129,10 +129,12 @@ class _UdpLoop:
     only, so nothing here ever waits on anything but the socket.
     """
 
-    def __init__(self, sock: socket.socket, resolver: WhitelistResolver, limiter: RateLimiter | None) -> None:
+    def __init__(self, sock: socket.socket, resolver: WhitelistResolver, limiter: RateLimiter | None,
+                 cache_size: int) -> None:
         self.sock = sock
         self.resolver = resolver
         self.limiter = limiter
+        self.cache_size = cache_size
         self.stopping = False
         self.thread = threading.Thread(target=self._run, name="fswl-dns-udp", daemon=True)
 
@@ -152,8 +154,9 @@ class _UdpLoop:
         # Everything the loop touches is a local: attribute and global lookups cost per packet.
         sock, resolver, limiter = self.sock, self.resolver, self.limiter
         index = resolver.index
-        cache = ReplyCache(index, answers_only=resolver.on_miss is not None)
+        cache = ReplyCache(index, self.cache_size, answers_only=resolver.on_miss is not None)
         cached, remember = cache.get, cache.put
+        longest_cached = CACHED_QUERY_BYTES if self.cache_size > 0 else 0
         answer = answer_datagram
         receive, send = sock.recvfrom_into, sock.sendto
         buffer = bytearray(MAX_UDP_QUERY)
@@ -171,7 +174,7 @@ class _UdpLoop:
             if limiter is not None and not limiter.allow(addr[0]):
                 continue
             try:
-                key = bytes(view[2:size]) if HEADER_BYTES < size <= CACHED_QUERY_BYTES else None
+                key = bytes(view[2:size]) if HEADER_BYTES < size <= longest_cached else None
                 if key is not None:
                     reply = cached(key)
                     if reply is not None:
@@ -193,13 +196,15 @@ class DnsServer:
     """UDP and TCP listeners on one address, sharing one resolver."""
 
     def __init__(self, resolver: WhitelistResolver, host: str, port: int, rrl_per_second: int = 0,
-                 reuse_port: bool = False, transfer: ZoneTransfer | None = None) -> None:
+                 reuse_port: bool = False, transfer: ZoneTransfer | None = None,
+                 reply_cache: int = CACHE_ENTRIES) -> None:
         self.resolver = resolver
         self.host = host
         self.port = port
         self.reuse_port = reuse_port
         self.limiter = RateLimiter(rrl_per_second) if rrl_per_second else None
         self.transfer = transfer
+        self.reply_cache = reply_cache
         self._udp: _UdpLoop | None = None
         self._tcp: asyncio.base_events.Server | None = None
 
@@ -210,7 +215,7 @@ class DnsServer:
             udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         udp.bind((self.host, self.port))
         self.port = udp.getsockname()[1]  # port 0: the kernel's choice, shared with TCP
-        self._udp = _UdpLoop(udp, self.resolver, self.limiter)
+        self._udp = _UdpLoop(udp, self.resolver, self.limiter, self.reply_cache)
         self._udp.start()
         self._tcp = await asyncio.start_server(self._serve_tcp, self.host, self.port, reuse_address=True,
                                                reuse_port=self.reuse_port or None)

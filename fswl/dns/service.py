@@ -42,7 +42,7 @@ class DnsService:
             transfer = ZoneTransfer(self.runtime.whitelist.tree, self.settings, self.runtime.base_url,
                                     lambda: index.serial)
         self.server = DnsServer(resolver, self.host, self.port, self.settings.rrl_per_second, reuse_port=reuse_port,
-                                transfer=transfer)
+                                transfer=transfer, reply_cache=self.settings.reply_cache)
         await self.server.start()
         self.port = self.server.port
         if self.workers > 1:

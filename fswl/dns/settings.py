@@ -36,6 +36,10 @@ class DnsSettings:
     #: default: a UDP query's source is trivially forged, so anyone could make
     #: fswl mail anyone; the policy service sees a real SMTP client instead.
     challenge_on_miss: bool = False
+    #: UDP replies remembered for repeated questions (about 250 bytes each;
+    #: emptied on any change to the list and every minute); 0 switches the
+    #: cache off.
+    reply_cache: int = 250_000
 
     def ns_names(self) -> tuple[str, ...]:
         return tuple(self.ns) or (f"ns.{self.zone}",)

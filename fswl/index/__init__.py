@@ -80,7 +80,7 @@ class Index(MemoryIndex):
             self.save()
         else:
             self.loaded_from = "snapshot"
-            self.entry_count = sum(len(senders) for senders in self.entries.values())
+            self.entry_count = self.count()
             if reread:
                 self.save()
             else:

@@ -26,7 +26,7 @@ def load_all(index: MemoryIndex) -> int:
         for version, family in FAMILIES.items():
             _load_children(index, version, family, 0, 0)
         load_groups(index)
-    return sum(len(senders) for senders in index.entries.values())
+    return index.count()
 
 
 def load_groups(index: MemoryIndex, only_new: bool = False) -> None:
@@ -144,17 +144,16 @@ def load_level(index: MemoryIndex, version: int, levels: list[str]) -> None:
 
 def load_entries(index: MemoryIndex, directory: str) -> None:
     """Set the entries of one physical directory from its files."""
-    senders = []
+    names = []
     stamp(index, directory)
     try:
         children = list(os.scandir(os.path.join(index.tree.db, directory)))
     except (FileNotFoundError, NotADirectoryError):
         children = []
     for child in children:
-        sender = _sender_of(child)
-        if sender is not None:
-            senders.append(sender)
-    index.set_entries(directory, senders)
+        if _is_entry(child):
+            names.append(child.name)
+    index.set_entries(directory, names)
 
 
 def _load_children(index: MemoryIndex, version: int, rel: str, plen: int, network_int: int) -> None:
@@ -165,7 +164,7 @@ def _load_children(index: MemoryIndex, version: int, rel: str, plen: int, networ
         children = list(os.scandir(os.path.join(index.tree.db, rel)))
     except (FileNotFoundError, NotADirectoryError):
         children = []
-    senders = []
+    names = []
     present = set()
     for child in children:
         if child.name.startswith("."):
@@ -174,12 +173,10 @@ def _load_children(index: MemoryIndex, version: int, rel: str, plen: int, networ
             levels = rel.split("/")[1:] + [child.name]
             present.add(_network_int(version, levels))
             load_level(index, version, levels)
-        elif plen:
-            sender = _sender_of(child)
-            if sender is not None:
-                senders.append(sender)
+        elif plen and _is_entry(child):
+            names.append(child.name)
     if plen:
-        index.set_entries(rel, senders)
+        index.set_entries(rel, names)
     for deeper, start, _directory in index.levels_below(version, plen, network_int) if plen else _top(index, version):
         if deeper == plen + bits and start not in present:
             _forget(index, version, deeper, start, MemoryIndex.level_path(version, deeper, start))
@@ -198,14 +195,15 @@ def _forget(index: MemoryIndex, version: int, plen: int, network_int: int, rel: 
     index.set_level(version, plen, network_int, None)
 
 
-def _sender_of(child: os.DirEntry[str]) -> str | None:
+def _is_entry(child: os.DirEntry[str]) -> bool:
+    """True for a file whose name is exactly the file name of a canonical sender."""
     if child.name.startswith(".") or not child.is_file(follow_symlinks=False):
-        return None
+        return False
     try:
         sender = name_to_sender(child.name)
-        return sender if parse_sender(sender) == sender else None
+        return parse_sender(sender) == sender
     except (BadName, BadSender):
-        return None  # `fswl fsck` reports it
+        return False  # `fswl fsck` reports it
 
 
 def _network_int(version: int, levels: list[str]) -> int:

@@ -35,7 +35,7 @@ from fswl.store.tree import GROUPS_DIR
 log = logging.getLogger(__name__)
 
 #: The first bytes of a snapshot; bump the digit when the tables change shape.
-MAGIC = b"FSWL-INDEX-SNAPSHOT 2\n"
+MAGIC = b"FSWL-INDEX-SNAPSHOT 3\n"
 _DIGEST = 32
 #: More stale directories than this share of all means a full walk is quicker.
 STALE_SHARE = 0.2
