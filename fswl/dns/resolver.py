@@ -26,6 +26,8 @@ EDNS_PAYLOAD = 1232
 #: Without EDNS0, RFC 1035's limit.
 CLASSIC_PAYLOAD = 512
 NOERROR = RCODE.NOERROR
+# Plain ints for the hot path: every QTYPE.X is a Python-level __getattr__ call in dnslib.
+_QTYPE_A, _QTYPE_TXT, _QTYPE_ANY = int(QTYPE.A), int(QTYPE.TXT), int(QTYPE.ANY)
 #: Decisions with no answer record (the SOA goes in the authority section).
 NODATA = (RCODE.NOERROR, 0, "")
 NXDOMAIN_NONE = (RCODE.NXDOMAIN, 0, "")
@@ -184,7 +186,7 @@ class WhitelistResolver:
             self.record_hit(self.index.entry_path(directory, matched))
         kind = sender_kind(matched)
         text = ""
-        if qtype == QTYPE.TXT:
+        if qtype == _QTYPE_TXT:
             text = answers.listed_text(kind, matched, str(ipaddress.IPv4Network((network_int, plen))))
         return self._listed(qtype, ANSWERS[kind], text)
 
@@ -261,10 +263,10 @@ class WhitelistResolver:
             reply.add_auth(self._soa_rr(self.settings.negative_ttl))
 
     def _listed(self, qtype: int, value: str, text: str) -> tuple[int, int, str]:
-        if qtype in (QTYPE.A, QTYPE.ANY):
-            return (NOERROR, QTYPE.A, value)
-        if qtype == QTYPE.TXT:
-            return (NOERROR, QTYPE.TXT, text)
+        if qtype == _QTYPE_A or qtype == _QTYPE_ANY:
+            return (NOERROR, _QTYPE_A, value)
+        if qtype == _QTYPE_TXT:
+            return (NOERROR, _QTYPE_TXT, text)
         return NODATA
 
     def _soa_rr(self, ttl: int) -> RR:

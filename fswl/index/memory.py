@@ -39,7 +39,6 @@ from fswl.names import (
     LEVEL_BITS,
     IPAddress,
     IPNetwork,
-    domain_wildcard,
     parse_address,
     parse_sender,
     sender_hash,
@@ -84,6 +83,7 @@ class MemoryIndex:
             (v, plen): {} for v, bits in LEVEL_BITS.items() for plen in range(bits, WIDTH[v] + 1, bits)
         }
         self.starts: dict[int, SortedList] = {4: SortedList(), 6: SortedList()}
+        self._walk = self._level_walk()
         #: (version, prefixlen, network int) of levels that are links.
         self.linked: set[tuple[int, int, int]] = set()
         #: Directory (relative to db/; "" is db/ itself) -> mtime in ns when it was
@@ -93,6 +93,20 @@ class MemoryIndex:
         self.serial = int(time.time())
         self.generation = 0
 
+    def restore(self, tables: dict[str, object], starts: dict[int, SortedList]) -> None:
+        """Take over saved tables (``entries``, ``levels``, ``linked``, ``stamps``): fswl.index.snapshot's load."""
+        for name, table in tables.items():
+            setattr(self, name, table)
+        self.starts = starts
+        self._walk = self._level_walk()
+
+    def _level_walk(self) -> dict[int, list[tuple[int, int, dict[int, str], tuple[int, int]]]]:
+        """Per family, top level first: (prefixlen, shift, its table, (version, prefixlen)), for levels_int."""
+        return {
+            v: [(plen, WIDTH[v] - plen, self.levels[(v, plen)], (v, plen)) for plen in range(bits, WIDTH[v] + 1, bits)]
+            for v, bits in LEVEL_BITS.items()
+        }
+
     # -- questions ---------------------------------------------------------
 
     def lookup(self, sender: str, address: str | IPAddress) -> Match | None:
@@ -100,21 +114,8 @@ class MemoryIndex:
         sender = parse_sender(sender)
         if isinstance(address, str):
             address = parse_address(address)
-        found = self._levels_of(address)
-        if not found:
-            return None
-        if sender == ANY_SENDER:
-            candidates: tuple[str, ...] = (ANY_SENDER,)
-        else:
-            wildcard = domain_wildcard(sender)
-            candidates = (sender, ANY_SENDER) if wildcard == sender else (sender, wildcard, ANY_SENDER)  # type: ignore[assignment]
-        entries = self.entries
-        for candidate in candidates:
-            needle = f"\n{entry_name(candidate)}\n"
-            for plen, network_int, directory in found:
-                if needle in entries.get(directory, ""):
-                    return self._match(address, candidate, plen, network_int, directory)
-        return None
+        found = self.find(sender, self._levels_of(address))
+        return None if found is None else self._match(address, *found)
 
     def lookup_hashed(self, label: str, address: IPAddress) -> Match | None:
         """The hashed DNS form: an entry whose sender_hash is ``label``, else ``*``."""
@@ -182,19 +183,15 @@ class MemoryIndex:
 
     def levels_int(self, version: int, value: int) -> list[tuple[int, int, str]]:
         """:meth:`_levels_of` for an address given as (version, int): the DNS fast path's form."""
-        width = WIDTH[version]
-        bits = LEVEL_BITS[version]
-        levels = self.levels
         linked = self.linked
         found = []
-        for plen in range(bits, width + 1, bits):
-            shift = width - plen
+        for plen, shift, table, key in self._walk[version]:
             network_int = value >> shift << shift
-            directory = levels[(version, plen)].get(network_int)
+            directory = table.get(network_int)
             if directory is None:
                 break  # no deeper level can exist without this one
             found.append((plen, network_int, directory))
-            if (version, plen, network_int) in linked:
+            if linked and (*key, network_int) in linked:
                 break  # a link: nothing exists below it
         found.reverse()
         return found
@@ -205,24 +202,29 @@ class MemoryIndex:
         Returns (entry, prefixlen, network int, directory): what :meth:`lookup`
         puts in its Match, without building one.
         """
-        if not levels:
+        entries = self.entries
+        # Most levels on the way to a relay hold no entries of their own.
+        listed = [(packed, level) for level in levels if (packed := entries.get(level[2]))]
+        if not listed:
             return None
         if sender == ANY_SENDER:
-            candidates: tuple[str, ...] = (ANY_SENDER,)
+            candidates: tuple[tuple[str, str], ...] = ((ANY_SENDER, _ANY_NEEDLE),)
         else:
-            wildcard = "*@" + sender.rpartition("@")[2]
-            candidates = (sender, ANY_SENDER) if wildcard == sender else (sender, wildcard, ANY_SENDER)
-        entries = self.entries
-        for candidate in candidates:
-            needle = f"\n{entry_name(candidate)}\n"
-            for plen, network_int, directory in levels:
-                if needle in entries.get(directory, ""):
+            wildcard = "*@" + sender.rpartition("@")[2]  # a domain needs no escaping: its own name
+            exact = (sender, f"\n{entry_name(sender)}\n")
+            if wildcard == sender:
+                candidates = (exact, (ANY_SENDER, _ANY_NEEDLE))
+            else:
+                candidates = (exact, (wildcard, f"\n{wildcard}\n"), (ANY_SENDER, _ANY_NEEDLE))
+        for candidate, needle in candidates:
+            for packed, (plen, network_int, directory) in listed:
+                if needle in packed:
                     return candidate, plen, network_int, directory
         return None
 
     def entry_path(self, directory: str, sender: str) -> str:
         """The file of an entry in a physical directory (what Match.path holds)."""
-        return f"{self.tree.db}/{directory}/{sender_to_name(sender)}"  # os.path.join's result, quicker
+        return f"{self.tree.db}/{directory}/{entry_name(sender)}"  # os.path.join's result, quicker
 
     def _match(self, address: IPAddress, sender: str, plen: int, network_int: int, directory: str) -> Match:
         version = address.version

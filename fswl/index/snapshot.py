@@ -78,9 +78,8 @@ def load(index: MemoryIndex, path: Path) -> int | None:
         log.info("index snapshot: %d of %d directories changed; reading db/ instead", len(stale), len(state["stamps"]))
         return None
     with index.lock:
-        for name in _TABLES:
-            setattr(index, name, state[name])
-        index.starts = {version: SortedList(starts) for version, starts in state["starts"].items()}
+        index.restore({name: state[name] for name in _TABLES},
+                      {version: SortedList(starts) for version, starts in state["starts"].items()})
         old = dict(index.stamps)
         for rel in sorted(stale, key=lambda r: (r.count("/"), r)):
             if not old[rel] or index.stamps.get(rel) == old[rel]:  # not yet read again with a parent
