@@ -37,12 +37,15 @@ class ReplyCache:
 
     def get(self, key: bytes) -> bytes | None:
         """The reply (without its ID) remembered for ``key``, if still current."""
+        return self.current().get(key)
+
+    def current(self) -> dict[bytes, bytes]:
+        """The replies still current, by key: a batch of datagrams looks them up with one check."""
         if self.index.generation != self.generation or self.clock() >= self.expires:
             self.replies.clear()
             self.generation = self.index.generation
             self.expires = self.clock() + CACHE_SECONDS
-            return None
-        return self.replies.get(key)
+        return self.replies
 
     def put(self, key: bytes, reply: bytes, generation: int) -> None:
         """Remember ``reply`` (without its ID) if it was made from index ``generation`` and may be kept."""

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable
 from dnslib import DNSError, DNSLabelError, DNSRecord, QTYPE, RCODE
 
 from fswl.dns.cache import CACHE_ENTRIES, ReplyCache
+from fswl.dns.datagrams import open_datagrams
 from fswl.dns.resolver import CLASSIC_PAYLOAD, EDNS_PAYLOAD, WhitelistResolver
 
 if TYPE_CHECKING:
@@ -26,8 +27,6 @@ HEADER_BYTES = 12
 TCP_IDLE_SECONDS = 10.0
 #: TCP messages are at most this long (RFC 1035 length prefix).
 MAX_TCP_MESSAGE = 65535
-#: The largest UDP datagram read whole.
-MAX_UDP_QUERY = 65535
 #: AXFR messages built per trip to the worker thread.
 TRANSFER_BATCH = 20
 #: Longer UDP queries are answered afresh each time (no real question is this long; junk must not fill the cache).
@@ -122,19 +121,20 @@ class RateLimiter:
 
 
 class _UdpLoop:
-    """One thread answering one UDP socket with blocking calls.
+    """One thread answering one UDP socket with blocking calls, a batch of datagrams at a time.
 
-    A plain recvfrom/sendto loop costs a few µs per query where an asyncio
-    datagram protocol costs several times that, and the lookups are memory
-    only, so nothing here ever waits on anything but the socket.
+    A plain blocking loop costs a few µs per query where an asyncio datagram
+    protocol costs several times that, and the lookups are memory only, so
+    nothing here ever waits on anything but the socket (fswl.dns.datagrams).
     """
 
     def __init__(self, sock: socket.socket, resolver: WhitelistResolver, limiter: RateLimiter | None,
-                 cache_size: int) -> None:
+                 cache_size: int, batched: bool = True) -> None:
         self.sock = sock
         self.resolver = resolver
         self.limiter = limiter
         self.cache_size = cache_size
+        self.datagrams = open_datagrams(sock, batched)
         self.stopping = False
         self.thread = threading.Thread(target=self._run, name="fswl-dns-udp", daemon=True)
 
@@ -144,7 +144,7 @@ class _UdpLoop:
     def stop(self) -> None:
         self.stopping = True
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked recvfrom (ENOTCONN is expected)
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked receive (ENOTCONN is expected)
         except OSError:
             pass
         self.thread.join(timeout=5)
@@ -152,44 +152,38 @@ class _UdpLoop:
 
     def _run(self) -> None:
         # Everything the loop touches is a local: attribute and global lookups cost per packet.
-        sock, resolver, limiter = self.sock, self.resolver, self.limiter
+        resolver, limiter = self.resolver, self.limiter
         index = resolver.index
         cache = ReplyCache(index, self.cache_size, answers_only=resolver.on_miss is not None)
-        cached, remember = cache.get, cache.put
+        current, remember = cache.current, cache.put
         longest_cached = CACHED_QUERY_BYTES if self.cache_size > 0 else 0
         answer = answer_datagram
-        receive, send = sock.recvfrom_into, sock.sendto
-        buffer = bytearray(MAX_UDP_QUERY)
-        view = memoryview(buffer)
+        datagrams = self.datagrams
+        receive, host, send = datagrams.receive, datagrams.host, datagrams.send
         while not self.stopping:
-            try:
-                size, addr = receive(buffer)
-            except OSError as exc:
-                if self.stopping:
-                    return
-                log.debug("udp: %s", exc)
-                continue
-            if addr is None:
-                continue  # the wake-up of stop()
-            if limiter is not None and not limiter.allow(addr[0]):
-                continue
-            try:
-                key = bytes(view[2:size]) if HEADER_BYTES < size <= longest_cached else None
-                if key is not None:
-                    reply = cached(key)
-                    if reply is not None:
-                        send(buffer[:2] + reply, addr)
-                        continue
-                generation = index.generation
-                wire = answer(resolver, bytes(view[:size]))
-                if wire is not None:
-                    send(wire, addr)
-                    if key is not None and (wire[3] & 0x0F) in _CACHED_RCODES:
-                        remember(key, wire[2:], generation)
-            except OSError as exc:
-                log.debug("udp: %s", exc)
-            except Exception:  # never let one packet end the loop
-                log.exception("udp: answering %d bytes from %s failed", size, addr[0])
+            replies = []
+            queries = receive()
+            known_replies = current()  # one freshness check per batch (microseconds of datagrams)
+            for i, data in enumerate(queries):
+                if limiter is not None and not limiter.allow(host(i)):
+                    continue
+                try:
+                    key = data[2:] if HEADER_BYTES < len(data) <= longest_cached else None
+                    if key is not None:
+                        known = known_replies.get(key)
+                        if known is not None:
+                            replies.append((i, data[:2] + known))
+                            continue
+                    generation = index.generation
+                    wire = answer(resolver, data)
+                    if wire is not None:
+                        replies.append((i, wire))
+                        if key is not None and (wire[3] & 0x0F) in _CACHED_RCODES:
+                            remember(key, wire[2:], generation)
+                except Exception:  # never let one packet end the loop
+                    log.exception("udp: answering %d bytes from %s failed", len(data), host(i))
+            if replies:
+                send(replies)
 
 
 class DnsServer:
