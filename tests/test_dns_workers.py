@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import dns.message
@@ -16,6 +18,8 @@ from tests.harness.dnsd import fswl_serve
 
 ZONE = "wl.example.org"
 NAME = f"dave.umkc.edu.63.134.129.57.{ZONE}"
+#: A killed worker is noticed within a second; its replacement then starts.
+REPLACED_SECONDS = 5
 
 
 def fswl_processes(home: Path) -> dict[int, bool]:
@@ -38,30 +42,63 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
-def test_workers_share_the_port_and_all_answer(tmp_path: Path) -> None:
+def answer_from_every_process(port: int, pids: list[int]) -> None:
+    """Query until each of ``pids`` has used CPU answering (each must, within the rounds)."""
+    before = {pid: cpu_ticks(pid) for pid in pids}
+    # Many source ports: the kernel hashes each to one of the sockets.
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(48)]
+    try:
+        for _ in range(60):
+            for sock in sockets:
+                reply = dns.query.udp(dns.message.make_query(NAME, "A"), "127.0.0.1", port=port, sock=sock,
+                                      timeout=5)
+                assert [rr.to_text() for rr in reply.answer[0]] == ["127.0.0.2"]
+    finally:
+        for sock in sockets:
+            sock.close()
+    busy = [pid for pid in pids if cpu_ticks(pid) > before[pid]]
+    assert len(busy) == len(pids), (before, {pid: cpu_ticks(pid) for pid in pids})
+
+
+def three_processes(tmp_path: Path) -> Path:
     root = tmp_path / "home"
     home = Home(root)
     home.whitelist.add("dave@umkc.edu", "57.129.134.63")
     (root / "fswl.toml").write_text(f'[dns]\nzone = "{ZONE}"\nworkers = 3\n')
+    return root
+
+
+def test_workers_share_the_port_and_all_answer(tmp_path: Path) -> None:
+    root = three_processes(tmp_path)
     with fswl_serve(root, "dns") as port:
         processes = fswl_processes(root)
         assert sorted(processes.values()) == [False, True, True], processes
-        before = {pid: cpu_ticks(pid) for pid in processes}
-        # Many source ports: the kernel hashes each to one of the sockets.
-        sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(48)]
-        try:
-            for _ in range(60):
-                for sock in sockets:
-                    reply = dns.query.udp(dns.message.make_query(NAME, "A"), "127.0.0.1", port=port, sock=sock,
-                                          timeout=5)
-                    assert [rr.to_text() for rr in reply.answer[0]] == ["127.0.0.2"]
-        finally:
-            for sock in sockets:
-                sock.close()
-        busy = [pid for pid in processes if cpu_ticks(pid) > before[pid]]
-        assert len(busy) == 3, (before, {pid: cpu_ticks(pid) for pid in processes})
+        answer_from_every_process(port, list(processes))
         dig = require("dig")
         out = subprocess.run([dig, "+short", "+tcp", "-p", str(port), "@127.0.0.1", NAME], capture_output=True,
                              text=True, timeout=20).stdout
         assert out.split() == ["127.0.0.2"]
     assert fswl_processes(root) == {}  # the workers stopped with the first process
+
+
+def test_a_killed_worker_is_replaced_and_the_new_one_answers(tmp_path: Path) -> None:
+    root = three_processes(tmp_path)
+    with fswl_serve(root, "dns") as port:
+        processes = fswl_processes(root)
+        victim = next(pid for pid, worker in processes.items() if worker)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + REPLACED_SECONDS
+        while time.monotonic() < deadline:
+            now = fswl_processes(root)
+            if victim not in now and len(now) == 3:
+                break
+            time.sleep(0.1)
+        assert victim not in now and sorted(now.values()) == [False, True, True], (processes, now)
+        (new,) = set(now) - set(processes)
+        answer_from_every_process(port, list(now))
+        # A worker stopped on purpose (as systemd stops every process of the
+        # unit) stays down: replacing it would race a shutdown.
+        os.kill(new, signal.SIGTERM)
+        time.sleep(1.5)
+        assert sorted(fswl_processes(root).values()) == [False, True]
+    assert fswl_processes(root) == {}  # the replacement stopped with the first process
