@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import dns.query
 
 from fswl.home import Home
 from tests.conftest import require
-from tests.harness.dnsd import fswl_serve
+from tests.harness.dnsd import REPO, fswl_serve
 
 ZONE = "wl.example.org"
 NAME = f"dave.umkc.edu.63.134.129.57.{ZONE}"
@@ -84,16 +85,17 @@ def answer_from_every_process(port: int, pids: list[int]) -> None:
     assert all(after[pid] - before[pid] >= MIN_WAKEUPS for pid in pids), (before, after)
 
 
-def three_processes(tmp_path: Path) -> Path:
+def home_with_workers(tmp_path: Path, workers: int = 3) -> Path:
+    """A home listing dave@umkc.edu via 57.129.134.63, served by ``workers`` processes."""
     root = tmp_path / "home"
     home = Home(root)
     home.whitelist.add("dave@umkc.edu", "57.129.134.63")
-    (root / "fswl.toml").write_text(f'[dns]\nzone = "{ZONE}"\nworkers = 3\n')
+    (root / "fswl.toml").write_text(f'[dns]\nzone = "{ZONE}"\nworkers = {workers}\n')
     return root
 
 
 def test_workers_share_the_port_and_all_answer(tmp_path: Path) -> None:
-    root = three_processes(tmp_path)
+    root = home_with_workers(tmp_path)
     with fswl_serve(root, "dns") as port:
         processes = fswl_processes(root)
         assert sorted(processes.values()) == [False, True, True], processes
@@ -106,7 +108,7 @@ def test_workers_share_the_port_and_all_answer(tmp_path: Path) -> None:
 
 
 def test_a_killed_worker_is_replaced_and_the_new_one_answers(tmp_path: Path) -> None:
-    root = three_processes(tmp_path)
+    root = home_with_workers(tmp_path)
     with fswl_serve(root, "dns") as port:
         processes = fswl_processes(root)
         victim = next(pid for pid, worker in processes.items() if worker)
@@ -129,3 +131,35 @@ def test_a_killed_worker_is_replaced_and_the_new_one_answers(tmp_path: Path) -> 
         time.sleep(1.5)
         assert sorted(fswl_processes(root).values()) == [False, True]
     assert fswl_processes(root) == {}  # the replacement stopped with the first process
+
+
+def test_a_replacement_dies_with_the_first_process(tmp_path: Path) -> None:
+    root = home_with_workers(tmp_path, 2)
+    first = subprocess.Popen([sys.executable, "-m", "fswl", "serve", "dns", "--listen", "127.0.0.1:0"],
+                             env={**os.environ, "FSWL_HOME": str(root)}, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert first.stderr is not None
+        for line in first.stderr:
+            if "fswl: dns: zone" in line:
+                break
+        (victim,) = [pid for pid, worker in fswl_processes(root).items() if worker]
+        os.kill(victim, signal.SIGKILL)
+        replacement = wait_for(lambda: [pid for pid, worker in fswl_processes(root).items()
+                                        if worker and pid != victim])
+        assert replacement, fswl_processes(root)
+        first.kill()  # no SIGTERM, no chance to stop its workers: the kernel's PDEATHSIG must
+        first.wait()
+        assert wait_for(lambda: fswl_processes(root) == {}), fswl_processes(root)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+
+
+def wait_for(condition, seconds: float = REPLACED_SECONDS):
+    """Poll ``condition`` until it is true or ``seconds`` pass; its last value."""
+    deadline = time.monotonic() + seconds
+    while not (value := condition()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return value

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import functools
 import logging
 import os
 import signal
@@ -57,7 +58,8 @@ def spawn(home: Path, host: str, port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, WORKER_ENV: "1", "FSWL_HOME": str(home)}
     listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return subprocess.Popen([sys.executable, "-m", "fswl", "serve", "dns", "--listen", listen],
-                            env=env, stdout=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+                            env=env, stdout=subprocess.DEVNULL,
+                            preexec_fn=functools.partial(_die_with_parent, os.getpid()))
 
 
 def stop(workers: list[subprocess.Popen[bytes]]) -> None:
@@ -189,10 +191,12 @@ class WorkerPool:
         return None
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     # Linux: a worker gets SIGTERM when the first process dies, even by SIGKILL,
     # so no orphan keeps answering from an index nobody updates the config of.
     try:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
-        pass
+        return
+    if os.getppid() != parent:  # the first process died between fork and prctl: no signal will come
+        os._exit(1)
