@@ -27,7 +27,8 @@ class DnsService:
         self.server: DnsServer | None = None
         #: Processes sharing the port; set by --workers or [dns] workers.
         self.workers = 1 if workers.is_worker() else max(1, getattr(runtime, "dns_workers", None) or settings.workers)
-        self._workers: list = []
+        self._pool: workers.WorkerPool | None = None
+        self._supervisor: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -46,16 +47,28 @@ class DnsService:
         await self.server.start()
         self.port = self.server.port
         if self.workers > 1:
-            self._workers = workers.spawn(self.runtime.home.root, self.host, self.port, self.workers - 1)
+            home, host, port = self.runtime.home.root, self.host, self.port
+            self._pool = workers.WorkerPool(lambda: workers.spawn(home, host, port), self.workers - 1)
+            self._pool.start()
+            self._supervisor = loop.create_task(self._pool.supervise(), name="dns workers")
 
     async def stop(self) -> None:
-        if self._workers:
-            await asyncio.get_running_loop().run_in_executor(None, workers.stop, self._workers)
+        if self._pool is not None:
+            # close() first: from here on no replacement starts, so none
+            # outlives the stop (check() runs on this loop, never in between).
+            running = self._pool.close()
+            if self._supervisor is not None:
+                self._supervisor.cancel()
+                await asyncio.gather(self._supervisor, return_exceptions=True)
+            await asyncio.get_running_loop().run_in_executor(None, workers.stop, running)
         if self.server is not None:
             await self.server.stop()
 
     def describe(self) -> str:
-        extra = f", {self.workers} processes" if self.workers > 1 else ""
+        extra = ""
+        if self._pool is not None:
+            alive = 1 + self._pool.alive()
+            extra = f", {self.workers} processes" if alive == self.workers else f", {alive} of {self.workers} processes"
         role = "worker " if workers.is_worker() else ""
         return f"dns: {role}zone {self.settings.zone} on {self.host}:{self.port} (udp+tcp{extra})"
 
