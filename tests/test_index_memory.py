@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from fswl.errors import BadSender
 from fswl.index import MemoryIndex
 from fswl.index.loader import load_all
-from fswl.index.memory import entry_name, pack_names, unpack_names
-from fswl.names import parse_sender, sender_to_name
+from fswl.index.memory import pack_names, unpack_names
+from fswl.names import parse_sender
 from fswl.store import Whitelist
 
 RELAYS = ["57.129.134.63", "57.129.134.0/24", "57.0.0.0/8", "2001:db8:1:2::/64"]
@@ -69,10 +69,7 @@ def test_a_sender_with_a_newline_is_one_entry(wl: Whitelist) -> None:
     assert index.lookup("a@umkc.edu", "57.129.134.63") is None  # not half of the odd one
 
 
-def test_entry_names_are_the_file_names() -> None:
-    for sender in ["dave@umkc.edu", "*@umkc.edu", "*", ".dot@x.org", "a b@x.org", "a%b@x.org", "a/b@x.org",
-                   "é@x.org", "a\nb@x.org", "Upper@x.org", "~!#$&'*+-=?^_`{|}@x.org"]:
-        assert entry_name(sender) == sender_to_name(sender), sender
+def test_entries_are_packed_file_names() -> None:
     names = ["b@x.org", "a@x.org", "a@x.org"]
     assert pack_names(names) == "\na@x.org\nb@x.org\n"
     assert unpack_names(pack_names(names)) == ["a@x.org", "b@x.org"]

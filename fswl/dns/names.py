@@ -12,6 +12,7 @@ use these functions, so what fswl serves and what it exports cannot drift.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 
 from fswl.errors import BadSender
@@ -37,6 +38,8 @@ class Question:
     def relay_only(self) -> bool:
         return self.sender is None and self.hashed is None
 
+#: Labels written as they are: printable ASCII but for what RFC 1035 text escapes.
+_PLAIN_LABEL = re.compile(rb'[!#%&\'*+,\-/0-:<-?A-Z\[\]^_`a-z{|}~]*')
 
 def reverse_labels(address: IPAddress) -> list[bytes]:
     """The reversed-address labels of RFC 5782: 4 decimal labels, or 32 nibbles."""
@@ -143,6 +146,8 @@ def mailbox_labels(sender: str) -> list[bytes]:
 
 def escape_label(label: bytes) -> str:
     """A label in RFC 1035 presentation form: ``first\\.last``, ``\\ddd`` for odd bytes."""
+    if _PLAIN_LABEL.fullmatch(label):
+        return label.decode("ascii")
     out = []
     for byte in label:
         char = chr(byte)

@@ -23,6 +23,8 @@ from fswl.store.whitelist import ANSWERS
 #: Characters that mean something at the start of an rbldnsd data line.
 _LINE_SPECIALS = b"#;:!$*"
 
+#: Control characters, each shown as "?" in a TXT template.
+_CONTROLS = {code: "?" for code in (*range(0x20), 0x7F)}
 
 def write_rbldnsd(out: TextIO, names: ExportNames, settings: DnsSettings, serial: int, base_url: str,
                   tick: Callable[[int], None] = lambda n: None) -> int:
@@ -61,4 +63,4 @@ def dnset_name(owner: tuple[bytes, ...]) -> str:
 
 def _template(text: str) -> str:
     """A TXT template: ``$`` would be replaced by the name asked, and a line holds no control bytes."""
-    return "".join("?" if (ord(c) < 0x20 or ord(c) == 0x7F) else c for c in text).replace("$", "$$")
+    return text.translate(_CONTROLS).replace("$", "$$")

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import sys
 import threading
 import time
@@ -51,14 +50,7 @@ WIDTH = {4: 32, 6: 128}
 HASH_CACHE_SIZE = 65536
 
 _sender_hash = lru_cache(maxsize=HASH_CACHE_SIZE)(sender_hash)
-#: Senders that are their own file name: printable lower-case ASCII, no ``/``, ``%`` or space, no leading dot.
-_OWN_NAME = re.compile(r"[!-$&-\-0-@\[-~][!-$&-.0-@\[-~]*")
 _ANY_NEEDLE = f"\n{ANY_SENDER}\n"
-
-
-def entry_name(sender: str) -> str:
-    """sender_to_name, quick for the usual sender that needs no escaping (the lookups' form)."""
-    return sender if _OWN_NAME.fullmatch(sender) else sender_to_name(sender)
 
 
 def pack_names(names: Iterable[str]) -> str:
@@ -211,7 +203,7 @@ class MemoryIndex:
             candidates: tuple[tuple[str, str], ...] = ((ANY_SENDER, _ANY_NEEDLE),)
         else:
             wildcard = "*@" + sender.rpartition("@")[2]  # a domain needs no escaping: its own name
-            exact = (sender, f"\n{entry_name(sender)}\n")
+            exact = (sender, f"\n{sender_to_name(sender)}\n")
             if wildcard == sender:
                 candidates = (exact, (ANY_SENDER, _ANY_NEEDLE))
             else:
@@ -224,7 +216,7 @@ class MemoryIndex:
 
     def entry_path(self, directory: str, sender: str) -> str:
         """The file of an entry in a physical directory (what Match.path holds)."""
-        return f"{self.tree.db}/{directory}/{entry_name(sender)}"  # os.path.join's result, quicker
+        return f"{self.tree.db}/{directory}/{sender_to_name(sender)}"  # os.path.join's result, quicker
 
     def _match(self, address: IPAddress, sender: str, plen: int, network_int: int, directory: str) -> Match:
         version = address.version
