@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 
+import dns.message
 import dns.query
 import dns.rcode
 import dns.xfr
@@ -15,6 +17,7 @@ import pytest
 from fswl.home import Home
 from tests.conftest import require, run_fswl
 from tests.harness.dnsd import fswl_serve
+from tests.shell import wait_for
 from tests.test_dns import add_names_table_entries
 
 ZONE = "wl.example.org"
@@ -66,3 +69,33 @@ def _records(zone: dns.zone.Zone) -> set[tuple[str, int, str]]:
             for rdata in rdataset:
                 found.add((name.to_text().lower(), rdataset.rdtype, rdata.to_text()))
     return found
+
+
+def transfer_processes() -> list[int]:
+    """Pids of AXFR children (``python -m fswl.dns.transfer``) on this machine."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and b"fswl.dns.transfer" in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+        except OSError:
+            continue  # gone meanwhile
+    return pids
+
+
+def test_a_secondary_that_hangs_up_leaves_no_transfer_running(tmp_path: Path) -> None:
+    home = make_home(tmp_path / "home", ["127.0.0.0/8"])
+    for relay in range(400):  # a zone larger than the socket and pipe buffers: the child is still writing
+        level = home.root / "db" / "ip4" / "10" / "0" / str(relay // 200) / str(relay % 200)
+        level.mkdir(parents=True)
+        for n in range(50):
+            (level / f"user{n}@example{relay}.com").touch()  # as an admin would: the tree is the interface
+    with fswl_serve(home.root, "dns") as port:
+        query = dns.message.make_query(ZONE, "AXFR").to_wire()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(len(query).to_bytes(2, "big") + query)
+            assert len(conn.recv(100)) > 0  # the first message is on its way
+            assert wait_for(lambda: transfer_processes(), seconds=5)  # built by a child, not the responder
+        assert wait_for(lambda: not transfer_processes(), seconds=10)
+        assert dns.query.udp(dns.message.make_query(f"user7.example3.com.3.0.0.10.{ZONE}", "A"), "127.0.0.1", port=port,
+                             timeout=5).answer

@@ -27,8 +27,6 @@ HEADER_BYTES = 12
 TCP_IDLE_SECONDS = 10.0
 #: TCP messages are at most this long (RFC 1035 length prefix).
 MAX_TCP_MESSAGE = 65535
-#: AXFR messages built per trip to the worker thread.
-TRANSFER_BATCH = 20
 #: Longer UDP queries are answered afresh each time (no real question is this long; junk must not fill the cache).
 CACHED_QUERY_BYTES = 300
 #: Replies worth remembering: NOERROR and NXDOMAIN, not FORMERR/SERVFAIL/REFUSED to junk.
@@ -242,19 +240,16 @@ class DnsServer:
             writer.close()
 
     async def _transfer(self, request: DNSRecord, host: str, writer: asyncio.StreamWriter) -> None:
-        """Stream an AXFR; the zone is built off the event loop, a batch of messages at a time."""
+        """Answer a zone transfer request: the zone to an allowed secondary, else one refusal."""
         if self.transfer is None or request.q.qtype != QTYPE.AXFR:
-            writer.write(_framed(_refused(request)))  # IXFR too: fswl keeps no history to diff
+            refusal = _refused(request)  # IXFR too: fswl keeps no history to diff
+        else:
+            refusal = self.transfer.refusal(request, host)
+        if refusal is not None:
+            writer.write(_framed(refusal))
             await writer.drain()
             return
-        loop = asyncio.get_running_loop()
-        messages = self.transfer.messages(request, host)
-        while True:
-            batch = await loop.run_in_executor(None, _take, messages, TRANSFER_BATCH)
-            if not batch:
-                return
-            writer.write(b"".join(_framed(wire) for wire in batch))
-            await writer.drain()
+        await self.transfer.stream(request, host, writer)
 
 
 def _transfer_request(data: bytes) -> DNSRecord | None:
@@ -268,15 +263,6 @@ def _transfer_request(data: bytes) -> DNSRecord | None:
     if len(request.questions) == 1 and request.q.qtype in (QTYPE.AXFR, QTYPE.IXFR):
         return request
     return None
-
-
-def _take(messages, count: int) -> list[bytes]:
-    batch = []
-    for wire in messages:
-        batch.append(wire)
-        if len(batch) >= count:
-            break
-    return batch
 
 
 def _framed(wire: bytes) -> bytes:

@@ -40,8 +40,7 @@ class DnsService:
         if self.settings.axfr_allow:
             from fswl.dns.transfer import ZoneTransfer
 
-            transfer = ZoneTransfer(self.runtime.whitelist.tree, self.settings, self.runtime.base_url,
-                                    lambda: index.serial)
+            transfer = ZoneTransfer(self.runtime.home.root, self.settings, self.runtime.base_url, lambda: index.serial)
         self.server = DnsServer(resolver, self.host, self.port, self.settings.rrl_per_second, reuse_port=reuse_port,
                                 transfer=transfer, reply_cache=self.settings.reply_cache)
         await self.server.start()

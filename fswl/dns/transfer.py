@@ -6,15 +6,24 @@ positively, with wildcards where a prefix lists a relay for every sender.
 A secondary (NSD, Knot, BIND) loaded this way answers as fswl does, except
 for what a zone cannot say (docs/exports.md, "Differences"); the export's
 differential test holds for the transfer too.
+
+A transfer is built by a child process (``python -m fswl.dns.transfer``)
+from db/, and the responder only relays its bytes: at a million entries
+that is half a minute of CPU, which inside the responder would hold the
+interpreter's lock against the UDP thread and slow every answer meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
-from typing import Callable, Iterator
+import os
+import sys
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterator
 
-from dnslib import A, NS, QTYPE, RCODE, RR, TXT, DNSLabel, DNSRecord
+from dnslib import A, NS, QTYPE, RCODE, RR, SOA, TXT, DNSLabel, DNSRecord
 
 from fswl.dns import answers
 from fswl.dns.settings import DnsSettings
@@ -27,13 +36,15 @@ log = logging.getLogger(__name__)
 
 #: Records per AXFR message; keeps each well under the 64 KiB TCP limit.
 RECORDS_PER_MESSAGE = 200
+#: Bytes relayed from the child per read.
+RELAY_CHUNK = 65536
 
 
 class ZoneTransfer:
-    """Answers AXFR requests for one zone from one db/."""
+    """Who may transfer one zone, and the transfer itself, built by a child process from ``home``."""
 
-    def __init__(self, tree: Tree, settings: DnsSettings, base_url: str, serial: Callable[[], int]) -> None:
-        self.tree = tree
+    def __init__(self, home: Path, settings: DnsSettings, base_url: str, serial: Callable[[], int]) -> None:
+        self.home = home
         self.settings = settings
         self.base_url = base_url
         self.serial = serial
@@ -53,47 +64,71 @@ class ZoneTransfer:
             address = address.ipv4_mapped
         return any(address.version == net.version and address in net for net in self.allowed)
 
-    def messages(self, request: DNSRecord, host: str) -> Iterator[bytes]:
-        """The wire messages answering an AXFR ``request`` from ``host``: the zone, or one REFUSED."""
-        if not self.allows(host) or request.q.qname != self.zone:
-            log.warning("AXFR of %s refused to %s", request.q.qname, host)
-            yield _rcode(request, RCODE.NOTAUTH if self.allows(host) else RCODE.REFUSED)
-            return
+    def refusal(self, request: DNSRecord, host: str) -> bytes | None:
+        """The one message refusing an AXFR ``request`` from ``host``, or None if it may go ahead."""
+        if self.allows(host) and request.q.qname == self.zone:
+            return None
+        log.warning("AXFR of %s refused to %s", request.q.qname, host)
+        return _rcode(request, RCODE.NOTAUTH if self.allows(host) else RCODE.REFUSED)
+
+    async def stream(self, request: DNSRecord, host: str, writer: asyncio.StreamWriter) -> None:
+        """Send an allowed transfer: the child's framed messages, relayed as they come."""
         log.warning("AXFR of %s to %s", self.zone, host)
-        soa = self._soa()
-        batch: list[RR] = [soa]
-        for record in self._records():
-            batch.append(record)
-            if len(batch) >= RECORDS_PER_MESSAGE:
-                yield self._message(request, batch)
-                batch = []
-        batch.append(soa)
-        yield self._message(request, batch)
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "fswl.dns.transfer", str(self.serial()), self.base_url,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, "FSWL_HOME": str(self.home)})
+        try:
+            assert child.stdin is not None and child.stdout is not None
+            child.stdin.write(bytes(request.pack()))
+            child.stdin.close()
+            while chunk := await child.stdout.read(RELAY_CHUNK):
+                writer.write(chunk)
+                await writer.drain()
+        finally:
+            if child.returncode is None:
+                child.kill()  # the secondary went away: nobody reads the rest
+            status = await child.wait()
+        if status:  # the secondary sees the stream end early and retries later
+            log.error("AXFR of %s to %s failed: the transfer process exited with %d", self.zone, host, status)
 
-    def _records(self) -> Iterator[RR]:
-        ttl = self.settings.ttl
-        for ns in self.settings.ns_names():
-            yield RR(self.zone, QTYPE.NS, ttl=ttl, rdata=NS(ns))
-        yield RR(self.zone, QTYPE.TXT, ttl=ttl, rdata=_txt(answers.info_text(self.base_url)))
-        names = ExportNames(self.tree, self.settings)
-        for line in names.skipped:
-            log.warning("AXFR leaves out %s", line)
-        for record in names.records():
-            owner = DNSLabel(list(record.owner) + list(self.zone.label))
-            yield RR(owner, QTYPE.A, ttl=ttl, rdata=A(record.value))
-            yield RR(owner, QTYPE.TXT, ttl=ttl, rdata=_txt(record.text))
 
-    def _soa(self) -> RR:
-        from dnslib import SOA
+def zone_messages(tree: Tree, settings: DnsSettings, base_url: str, serial: int,
+                  request: DNSRecord) -> Iterator[bytes]:
+    """The wire messages of an allowed AXFR ``request``: SOA, the records, SOA again."""
+    zone = DNSLabel(settings.zone)
+    ttl = settings.ttl
+    soa = answers.soa(settings, serial)
+    soa_rr = RR(zone, QTYPE.SOA, ttl=ttl,
+                rdata=SOA(soa.mname, soa.rname, (soa.serial, soa.refresh, soa.retry, soa.expire, soa.minimum)))
+    batch: list[RR] = [soa_rr]
+    for record in _records(tree, settings, base_url, zone):
+        batch.append(record)
+        if len(batch) >= RECORDS_PER_MESSAGE:
+            yield _message(request, batch)
+            batch = []
+    batch.append(soa_rr)
+    yield _message(request, batch)
 
-        soa = answers.soa(self.settings, self.serial())
-        rdata = SOA(soa.mname, soa.rname, (soa.serial, soa.refresh, soa.retry, soa.expire, soa.minimum))
-        return RR(self.zone, QTYPE.SOA, ttl=self.settings.ttl, rdata=rdata)
 
-    def _message(self, request: DNSRecord, records: list[RR]) -> bytes:
-        reply = request.reply(ra=0, aa=1)
-        reply.rr = list(records)
-        return reply.pack()
+def _records(tree: Tree, settings: DnsSettings, base_url: str, zone: DNSLabel) -> Iterator[RR]:
+    ttl = settings.ttl
+    for ns in settings.ns_names():
+        yield RR(zone, QTYPE.NS, ttl=ttl, rdata=NS(ns))
+    yield RR(zone, QTYPE.TXT, ttl=ttl, rdata=_txt(answers.info_text(base_url)))
+    names = ExportNames(tree, settings)
+    for line in names.skipped:
+        log.warning("AXFR leaves out %s", line)
+    for record in names.records():
+        owner = DNSLabel(list(record.owner) + list(zone.label))
+        yield RR(owner, QTYPE.A, ttl=ttl, rdata=A(record.value))
+        yield RR(owner, QTYPE.TXT, ttl=ttl, rdata=_txt(record.text))
+
+
+def _message(request: DNSRecord, records: list[RR]) -> bytes:
+    reply = request.reply(ra=0, aa=1)
+    reply.rr = list(records)
+    return reply.pack()
 
 
 def _txt(text: str) -> TXT:
@@ -105,3 +140,18 @@ def _rcode(request: DNSRecord, rcode: int) -> bytes:
     reply = request.reply(ra=0, aa=0)
     reply.header.rcode = rcode
     return reply.pack()
+
+
+def _write_transfer(request_wire: bytes, serial: int, base_url: str, out: BinaryIO) -> None:
+    from fswl.home import Home
+
+    home = Home(Path(os.environ["FSWL_HOME"]))
+    settings = home.settings("dns", DnsSettings)
+    for wire in zone_messages(home.whitelist.tree, settings, base_url, serial, DNSRecord.parse(request_wire)):
+        out.write(len(wire).to_bytes(2, "big") + wire)
+
+
+if __name__ == "__main__":  # the child of ZoneTransfer.stream: request on stdin, framed messages on stdout
+    logging.basicConfig(level=logging.WARNING, format="fswl axfr: %(message)s")
+    _write_transfer(sys.stdin.buffer.read(), int(sys.argv[1]), sys.argv[2], sys.stdout.buffer)
+    sys.stdout.buffer.flush()
