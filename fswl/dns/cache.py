@@ -35,10 +35,6 @@ class ReplyCache:
         self.generation = -1
         self.expires = 0.0
 
-    def get(self, key: bytes) -> bytes | None:
-        """The reply (without its ID) remembered for ``key``, if still current."""
-        return self.current().get(key)
-
     def current(self) -> dict[bytes, bytes]:
         """The replies still current, by key: a batch of datagrams looks them up with one check."""
         if self.index.generation != self.generation or self.clock() >= self.expires:
