@@ -28,7 +28,7 @@ IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 #: Parsed senders and addresses remembered: mail flows repeat them, and
-#: parsing is most of a lookup's cost. Each of the five caches holds up to
+#: parsing is most of a lookup's cost. Each of these caches holds up to
 #: this many (about 200 bytes each): enough for the senders and relays of a
 #: busy hour, without growing the DNS responder by tens of megabytes.
 PARSE_CACHE_SIZE = 8192

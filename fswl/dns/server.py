@@ -127,12 +127,12 @@ class _UdpLoop:
     """
 
     def __init__(self, sock: socket.socket, resolver: WhitelistResolver, limiter: RateLimiter | None,
-                 cache_size: int, batched: bool = True) -> None:
+                 cache_size: int) -> None:
         self.sock = sock
         self.resolver = resolver
         self.limiter = limiter
         self.cache_size = cache_size
-        self.datagrams = open_datagrams(sock, batched)
+        self.datagrams = open_datagrams(sock)
         self.stopping = False
         self.thread = threading.Thread(target=self._run, name="fswl-dns-udp", daemon=True)
 

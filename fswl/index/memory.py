@@ -34,10 +34,10 @@ from sortedcontainers import SortedList
 
 from fswl.names import (
     ANY_SENDER,
-    name_to_sender,
     LEVEL_BITS,
     IPAddress,
     IPNetwork,
+    name_to_sender,
     parse_address,
     parse_sender,
     sender_hash,
