@@ -26,6 +26,7 @@ SLOT_BYTES = 4096
 MAX_DATAGRAM = 65535
 #: sockaddr_in6, the larger of the two address structures.
 _NAME_BYTES = 28
+_SOCKADDR_BYTES = {socket.AF_INET: 16, socket.AF_INET6: 28}
 _MSG_WAITFORONE = 0x10000
 _MSG_TRUNC = 0x20
 
@@ -93,42 +94,42 @@ class BatchedDatagrams:
         self._out_iov = (_Iovec * BATCH)()
         queries, replies, names = (ctypes.addressof(ctypes.c_char.from_buffer(b))
                                    for b in (self._queries, self._replies, self._names))
+        # A socket's sources are all of its own family, so each address has
+        # the same length: the kernel's rewrite of msg_namelen never shrinks
+        # the room for the next, and a reply's length is known in advance.
+        name_bytes = _SOCKADDR_BYTES.get(sock.family, _NAME_BYTES)
         for i in range(BATCH):
             self._in_iov[i].iov_base, self._in_iov[i].iov_len = queries + i * SLOT_BYTES, SLOT_BYTES
             self._out_iov[i].iov_base = replies + i * SLOT_BYTES
             for table, iov in ((self._in, self._in_iov), (self._out, self._out_iov)):
                 header = table[i].msg_hdr
-                header.msg_name, header.msg_namelen = names + i * _NAME_BYTES, _NAME_BYTES
+                header.msg_name, header.msg_namelen = names + i * _NAME_BYTES, name_bytes
                 header.msg_iov, header.msg_iovlen = ctypes.addressof(iov[i]), 1
         # The fields touched per packet, as plain integer views and offsets
         # worked out once: a ctypes attribute access costs more than the rest
         # of a cached answer.
         words = ctypes.sizeof(_Mmsghdr) // 4
-        namelen, length = _Msghdr.msg_namelen.offset // 4, _Mmsghdr.msg_len.offset // 4
+        length = _Mmsghdr.msg_len.offset // 4
         self._in32 = memoryview(self._in).cast("B").cast("I")
-        self._out32 = memoryview(self._out).cast("B").cast("I")
         self._out64 = memoryview(self._out).cast("B").cast("Q")
         self._out_iov64 = memoryview(self._out_iov).cast("B").cast("Q")
-        #: Per slot: where its query starts, and the 32-bit words of its length and address length.
-        self._slots = [(i * SLOT_BYTES, i * words + length, i * words + namelen) for i in range(BATCH)]
-        #: Per slot: the 64-bit words of its reply's msg_name and iov_len, its name's address.
-        self._out_slots = [(i * words // 2 + _Msghdr.msg_name.offset // 8, 2 * i + 1, names + i * _NAME_BYTES)
-                           for i in range(BATCH)]
+        #: Per slot: where its query starts, and the 32-bit word of its length.
+        self._slots = [(i * SLOT_BYTES, i * words + length) for i in range(BATCH)]
+        #: Per slot: the 64-bit words of its reply's msg_name and iov_len; per datagram, its source's address.
+        self._name_words = [i * words // 2 + _Msghdr.msg_name.offset // 8 for i in range(BATCH)]
+        self._iov_len_words = [2 * i + 1 for i in range(BATCH)]
+        self._name_addresses = [names + i * _NAME_BYTES for i in range(BATCH)]
         self._query_view = memoryview(self._queries)
         self._reply_view = memoryview(self._replies)
-        self._count = 0
 
     def receive(self) -> list[bytes]:
         """Wait for datagrams and return them (none: woken for another reason, look at why)."""
-        in32, slots = self._in32, self._slots
-        for _start, _length, namelen in slots[:self._count]:  # the kernel wrote each address's length there
-            in32[namelen] = _NAME_BYTES
         count = self._recvmmsg(self.sock.fileno(), ctypes.addressof(self._in), BATCH, _MSG_WAITFORONE, None)
-        self._count = max(count, 0)  # -1: interrupted, or stop()'s shutdown
-        view = self._query_view
+        in32, view = self._in32, self._query_view
         # A datagram that filled its slot may have been longer: it is read as empty, never in part.
+        # (count -1: interrupted, or stop()'s shutdown: no datagrams.)
         return [bytes(view[start:start + size]) if (size := in32[length]) < SLOT_BYTES else b""
-                for start, length, _namelen in slots[:self._count]]
+                for start, length in self._slots[:max(count, 0)]]
 
     def host(self, i: int) -> str:
         """The source address of datagram ``i`` of the last :meth:`receive`."""
@@ -143,8 +144,8 @@ class BatchedDatagrams:
 
         A reply that cannot go (a spoofed or unreachable source) is skipped.
         """
-        view, in32, out32, out64, iov64 = self._reply_view, self._in32, self._out32, self._out64, self._out_iov64
-        slots, out_slots = self._slots, self._out_slots
+        view, out64, iov64 = self._reply_view, self._out64, self._out_iov64
+        name_words, iov_len_words, name_addresses = self._name_words, self._iov_len_words, self._name_addresses
         queued = 0
         for i, wire in replies:
             size = len(wire)
@@ -152,10 +153,8 @@ class BatchedDatagrams:
                 continue  # no UDP reply is this long (the payload limit is 1232)
             start = queued * SLOT_BYTES
             view[start:start + size] = wire
-            name, iov_len, _ = out_slots[queued]
-            iov64[iov_len] = size
-            out64[name] = out_slots[i][2]
-            out32[slots[queued][2]] = in32[slots[i][2]]
+            iov64[iov_len_words[queued]] = size
+            out64[name_words[queued]] = name_addresses[i]
             queued += 1
         sent, size, base, fd = 0, ctypes.sizeof(_Mmsghdr), ctypes.addressof(self._out), self.sock.fileno()
         while sent < queued:
