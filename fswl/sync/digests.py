@@ -23,6 +23,8 @@ from fswl.store import journal
 from fswl.store.tree import GROUPS_DIR, TOMB_DIR
 from fswl.sync.records import Record
 
+from fswl.sync.batches import DIGESTS_LOCK
+
 if TYPE_CHECKING:
     from fswl.sync.batches import Spool
 
@@ -59,7 +61,7 @@ class Digests:
             self.listings[""] = self._root({}, set())
             return
         index = spool.root / INDEX
-        with spool.locked(spool.root / ".digests.lock"):
+        with spool.locked(spool.root / DIGESTS_LOCK):
             dirty = spool.take_dirty()
             cache = {} if rescan else _load(index)
             self.listings[""] = self._root(cache, dirty)

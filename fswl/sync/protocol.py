@@ -7,7 +7,9 @@
    applies what it receives and spools it for its other peers.
 3. Both say what they now hold; each learns and drains its spool of what
    every one of its peers holds.
-4. Optionally (``--full``) the client reconciles the trees by digests.
+4. The client reconciles the trees by digests when asked (``--full``), in
+   a first round with a peer (fswl.sync.rounds), or when either side lacks
+   batches the other no longer spools (a gap only digests can fill).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class Summary:
     applied: Applied = field(default_factory=Applied)
     drained: int = 0
     reconciled: tuple[int, int] = (0, 0)  #: records pulled, pushed
+    full: bool = False  #: the trees were reconciled by digests
 
     def __str__(self) -> str:
         text = (f"{self.peer}: sent {self.sent} batches, received {self.received} "
@@ -69,10 +72,14 @@ class Session:
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
         self.rescan = False
+        self.full = False
+        #: A batch the other side lacks is no longer spooled here, or the reverse.
+        self.gap = False
 
     def run(self, full: bool = False, rescan: bool = False) -> Summary:
         """The whole conversation; ``full`` reconciles by digests, ``rescan`` without the digest index."""
         self.rescan = rescan
+        self.full = full
         if full:
             self._start_digests()  # walked while SSH and the batches go on
         self.node.seal()
@@ -87,8 +94,9 @@ class Session:
         final = self._swap(self._status(), "have")
         self._learn(final)
         if self.client:
-            if full:
+            if full or self.gap:
                 self._reconcile()
+                self.summary.full = True
             self.wire.send({"bye": True})
             self.wire.flush()
         else:
@@ -129,6 +137,7 @@ class Session:
         self.peer = self.summary.peer = self.wire.peer = name
         if not self.client and hello.get("full") is True:
             self.rescan = hello.get("rescan") is True
+            self.full = True
             self._start_digests()
         mine = hello["have"].get(self.node.name, 0)
         if mine > self.node.spool.highest(self.node.name):
@@ -146,10 +155,11 @@ class Session:
             if origin == self.peer:
                 continue  # nobody holds a node's own batches better than it does
             held = theirs.get(origin, 0)
+            highest = spool.highest(origin)  # before the listing: a batch sealed meanwhile is no gap
             numbers = [n for n in spool.numbers(origin) if n > held]
-            if numbers and numbers[0] > held + 1:
-                log.warning("%s lacks batches %d-%d of %s, no longer spooled here: run `fswl sync --full %s`",
-                            self.peer, held + 1, numbers[0] - 1, origin, self.peer)
+            first_spooled = numbers[0] if numbers else highest + 1
+            if first_spooled > held + 1:
+                self._gap(f"{self.peer} lacks batches {held + 1}-{first_spooled - 1} of {origin}, no longer spooled here")
             for seq in numbers:
                 try:
                     data = spool.read(origin, seq)
@@ -171,6 +181,9 @@ class Session:
                 raise SyncError(f"{self.peer} sent a malformed batch header: {str(header)[:120]}")
             if origin in refused or origin == self.node.name or seq <= self.node.spool.highest(origin):
                 continue
+            if seq > self.node.spool.highest(origin) + 1:
+                self._gap(f"this node lacks batches {self.node.spool.highest(origin) + 1}-{seq - 1} of {origin}, "
+                          f"no longer spooled at {self.peer}")
             source = f"{self.peer} (batch {origin}/{seq})"
             try:
                 records = parse_batch(payload, origin, seq, self.node.keyring)
@@ -181,6 +194,14 @@ class Session:
             self.summary.applied += apply_records(self.node.writer, records, source)
             self.node.spool.store(origin, seq, payload)
             self.summary.received += 1
+
+    def _gap(self, what: str) -> None:
+        """Batches that can no longer be sent: the client reconciles this round; the server says so."""
+        self.gap = True
+        if self.full or not self.client:  # the client sees the same gap, and reconciles
+            log.info("%s: this round reconciles", what)
+        else:
+            log.warning("%s: reconciling by digests after the batches", what)
 
     # -- full reconciliation -----------------------------------------------------
 
@@ -282,6 +303,14 @@ class Session:
                 self.wire.send({"records": True}, b"".join(r.line() for r in out))
             elif header.get("apply"):
                 records = _parse_lines(payload)
+                if self.node.settings.require_signatures:
+                    # Reconciled records are unsigned: this node takes them only in a round its admin
+                    # asked for (`fswl sync --full`, this node as the client).
+                    log.warning("refused %d unsigned records of a reconciliation from %s: [sync] require_signatures "
+                                "is set here; run `fswl sync --full %s` on this node to take them",
+                                len(records), self.peer, self.peer)
+                    self.summary.applied.refused += len(records)
+                    continue
                 self.summary.applied += apply_records(self.node.writer, records, f"{self.peer} (reconciliation)")
             else:
                 raise SyncError(f"{self.peer} sent an unknown request: {str(header)[:120]}")
