@@ -233,3 +233,71 @@ def test_backoff_schedule() -> None:
     assert not schedule.is_due("p", 3599) and schedule.is_due("p", 3600)
     assert schedule.done("p", True, 5000) == 5060
     assert Backoff(interval=120, max_backoff=30).done("q", False, 0) == 120, "max_backoff below interval"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_outbox_journals_once_a_peer_exists_and_always_marks_digests(tmp_path: Path) -> None:
+    from fswl.store import Whitelist
+    from fswl.store.changelog import ChangeLog
+    from fswl.sync.outbox import PEERS_RECHECK_SECONDS, Outbox
+
+    home = Home(tmp_path / "home")
+    home.root.mkdir()
+    (home.root / "fswl.toml").write_text('[sync]\nnode = "a"\n')
+    clock = FakeClock()
+    wl = Whitelist(home.db, [ChangeLog(home.changelog_path), Outbox(home, clock)])
+    spool = home.spool
+    wl.add("before@example.org", "192.0.2.1")
+    assert not (spool / ".open").exists() and (spool / ".dirty").read_text() == "ip4/192/0\n"
+    Node(home).peers.add(Peer("b", "ssh://fswl@b.example:22/var/spool/fswl"))
+    wl.add("window@example.org", "192.0.2.2")  # within the recheck period: not yet seen
+    assert not (spool / ".open").exists()
+    clock.now += PEERS_RECHECK_SECONDS
+    wl.add("after@example.org", "198.51.100.1")
+    wl.touch_seen([str(home.db / "ip4/192/0/2/1/before@example.org")])
+    assert "after@example.org" in (spool / ".open").read_text()
+    assert "before@example.org" in (spool / ".seen").read_text()
+    assert (spool / ".dirty").read_text().split() == ["ip4/192/0", "ip4/198/51"]
+    Node(home).peers.remove("b")
+    clock.now += PEERS_RECHECK_SECONDS
+    wl.add("gone@example.org", "198.51.100.1")
+    assert "gone@" not in (spool / ".open").read_text()
+
+
+def test_a_dirty_log_past_its_bound_drops_the_digest_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fswl.sync import batches
+
+    home = Home(tmp_path / "home")
+    home.root.mkdir()
+    monkeypatch.setattr(batches, "MAX_DIRTY_BYTES", 50)
+    wl = home.whitelist
+    wl.add("x@example.org", "10.0.0.1")
+    (home.spool / ".digests").write_text("{}")  # an index, which the marks qualify
+    for i in range(1, 12):
+        wl.add("x@example.org", f"10.{i}.0.1")
+    assert not (home.spool / ".digests").exists(), "dropped with the overgrown dirty log"
+    assert len((home.spool / ".dirty").read_text().split()) < 12
+    with batches.Spool(home.spool, "a").locked(home.spool / batches.DIGESTS_LOCK):  # a reconciliation builds
+        assert not batches.Spool(home.spool, "a").drop_digests(wait=False), "a writer never waits for it"
+
+
+def test_a_node_requiring_signatures_takes_unsigned_reconciled_records_only_when_its_admin_asks(unpeered: Mesh) -> None:
+    mesh = unpeered
+    with open(mesh["b"].home / "fswl.toml", "a") as toml:
+        toml.write("require_signatures = true\n")
+    fswl(mesh, "a", "add", "pre@a.example", "10.5.5.1")  # before any peer: only a reconciliation carries it
+    pair(mesh)
+    assert "reconciled 0 in / 1 out" in fswl(mesh, "a", "sync").stdout  # a pushes; b refuses
+    assert not listed(mesh, "b", "pre@a.example", "10.5.5.1")
+    own = fswl(mesh, "b", "-v", "sync")
+    assert "not reconciling by digests, as [sync] require_signatures is set" in own.stderr
+    assert not listed(mesh, "b", "pre@a.example", "10.5.5.1")
+    fswl(mesh, "b", "sync", "--full")
+    assert listed(mesh, "b", "pre@a.example", "10.5.5.1")
