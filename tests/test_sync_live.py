@@ -162,6 +162,11 @@ def test_a_peer_that_lost_drained_batches_is_reconciled_without_full(unpeered: M
     assert "b lacks batches 1-1 of a, no longer spooled here" in result.stderr
     assert "reconciled 0 in / 1 out" in result.stdout, result.stdout
     assert listed(mesh, "b", "first@a.example", "10.9.9.1")
+    # b now holds what a held: the gap is closed, and the next rounds exchange batches only.
+    assert (mesh["b"].home / "spool/a/.seq").read_text() == "1"
+    again = subprocess.run([sys.executable, "-m", "fswl", "-v", "sync"], cwd=REPO, capture_output=True, text=True,
+                           env={**os.environ, "FSWL_HOME": str(mesh["a"].home)}, timeout=60)
+    assert "lacks" not in again.stderr and "reconciled" not in again.stdout, again.stderr
 
 
 def test_an_unreachable_peer_is_retried_and_synced_when_it_comes_back(unpeered: Mesh) -> None:

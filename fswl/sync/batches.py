@@ -288,11 +288,17 @@ class Spool:
 
     def raise_to(self, origin: str, seq: int) -> None:
         """Note ``seq`` as held without the batch: peers hold our batches past what we remember."""
+        if self.hold(origin, seq):
+            log.warning("peers hold batches of %s up to %d, past this spool's: numbering on from there", origin, seq)
+
+    def hold(self, origin: str, seq: int) -> bool:
+        """Note batches of ``origin`` up to ``seq`` as held without their files (their records came
+        by reconciliation); returns whether that raised what was held."""
         with self.locked(self._dir(origin) / ".lock"):
-            if seq > self.highest(origin):
-                log.warning("peers hold batches of %s up to %d, past this spool's %d: numbering on from there",
-                            origin, seq, self.highest(origin))
-                _write_atomic(self._dir(origin) / SEQ, str(seq).encode())
+            if seq <= self.highest(origin):
+                return False
+            _write_atomic(self._dir(origin) / SEQ, str(seq).encode())
+            return True
 
     def drain(self, origin: str, upto: int) -> int:
         """Remove the batches of ``origin`` numbered ``upto`` or lower; returns how many."""

@@ -75,6 +75,11 @@ class Session:
         self.full = False
         #: A batch the other side lacks is no longer spooled here, or the reverse.
         self.gap = False
+        #: What this node held when its digest walk began: a completed reconciliation
+        #: gives the peer the effect of all of it (see _hold), and the reverse.
+        self._held: dict[str, int] | None = None
+        self._their_held: dict[str, int] = {}
+        self._refused_reconciled = False
 
     def run(self, full: bool = False, rescan: bool = False) -> Summary:
         """The whole conversation; ``full`` reconciles by digests, ``rescan`` without the digest index."""
@@ -94,10 +99,13 @@ class Session:
         final = self._swap(self._status(), "have")
         self._learn(final)
         if self.client:
+            bye: dict[str, Any] = {"bye": True}
             if full or self.gap:
                 self._reconcile()
                 self.summary.full = True
-            self.wire.send({"bye": True})
+                self._hold(self._their_held)
+                bye["held"] = self._held
+            self.wire.send(bye)
             self.wire.flush()
         else:
             self._serve_requests()
@@ -120,7 +128,7 @@ class Session:
         else:
             theirs, _ = self.wire.expect(key)
             self.wire.send(mine)
-        theirs["have"] = clean_known({"x": theirs.get("have")}).get("x", {})
+        theirs["have"] = _holdings(theirs.get("have"))
         return theirs
 
     def _meet(self, hello: dict[str, Any]) -> None:
@@ -230,7 +238,9 @@ class Session:
         so that no message grows with the size of the tree.
         """
         self.wire.send({"children": todo})
-        _, payload = self.wire.expect("listings")
+        header, payload = self.wire.expect("listings")
+        if "held" in header:
+            self._their_held = _holdings(header["held"])
         listings = _json(payload)
         descend_into: list[str] = []
         wanted: list[list[Any]] = []
@@ -262,7 +272,16 @@ class Session:
             self.wire.send({"apply": True}, b"".join(r.line() for r in out))
         return descend_into, got, len(out)
 
+    def _hold(self, held: dict[str, int]) -> None:
+        """After a whole reconciliation, hold what the peer held as its walk began: its tree, batches
+        included, is now in this one, and a batch drained there must not read as a gap again."""
+        for origin, seq in held.items():
+            if origin != self.node.name:  # a node's own numbering is its own (see _meet)
+                self.node.spool.hold(origin, seq)
+
     def _start_digests(self) -> None:
+        self._held = self.node.spool.holdings()  # before the walk: every write of these is in it
+
         def build() -> None:
             try:
                 self._digests = dg.Digests(str(self.node.home.db), self.node.spool, self.rescan)
@@ -280,6 +299,7 @@ class Session:
             if self._failure is not None:
                 raise self._failure
         if self._digests is None:
+            self._held = self.node.spool.holdings()
             self._digests = dg.Digests(str(self.node.home.db), self.node.spool, self.rescan)
         return self._digests
 
@@ -287,6 +307,8 @@ class Session:
         while True:
             header, payload = self.wire.recv()
             if header.get("bye"):
+                if "held" in header and self._held is not None and not self._refused_reconciled:
+                    self._hold(_holdings(header["held"]))
                 return
             if header.get("digests"):
                 if self._thread is None and self._digests is None:  # a client that did not say so in hello
@@ -294,7 +316,7 @@ class Session:
                     self._start_digests()
             elif isinstance(header.get("children"), list):
                 listings = {rel: self.digests.children(rel) for rel in header["children"] if isinstance(rel, str)}
-                self.wire.send({"listings": True}, _dumps(listings))
+                self.wire.send({"listings": True, "held": self._held}, _dumps(listings))
             elif isinstance(header.get("records"), list):
                 out = []
                 for item in header["records"]:
@@ -310,10 +332,16 @@ class Session:
                                 "is set here; run `fswl sync --full %s` on this node to take them",
                                 len(records), self.peer, self.peer)
                     self.summary.applied.refused += len(records)
+                    self._refused_reconciled = True
                     continue
                 self.summary.applied += apply_records(self.node.writer, records, f"{self.peer} (reconciliation)")
             else:
                 raise SyncError(f"{self.peer} sent an unknown request: {str(header)[:120]}")
+
+
+def _holdings(value: object) -> dict[str, int]:
+    """A peer-supplied origin -> batch number table, malformed entries dropped."""
+    return clean_known({"x": value}).get("x", {})
 
 
 def _is_dir(child: object) -> bool:
