@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+import dns.exception
 import dns.message
 import dns.query
 import pytest
