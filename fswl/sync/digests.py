@@ -21,9 +21,8 @@ from typing import TYPE_CHECKING, Iterator, NamedTuple
 from fswl.names import FAMILIES
 from fswl.store import journal
 from fswl.store.tree import GROUPS_DIR, TOMB_DIR
-from fswl.sync.records import Record
-
 from fswl.sync.batches import DIGESTS_LOCK
+from fswl.sync.records import Record
 
 if TYPE_CHECKING:
     from fswl.sync.batches import Spool

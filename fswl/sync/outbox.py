@@ -65,4 +65,3 @@ def _any_peer(peers: Peers) -> bool:
         return bool(peers.names())
     except OSError:  # peers/ unreadable: journal, a spool that grows is safer than a lost write
         return True
-

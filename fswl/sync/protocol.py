@@ -79,7 +79,6 @@ class Session:
         #: gives the peer the effect of all of it (see _hold), and the reverse.
         self._held: dict[str, int] | None = None
         self._their_held: dict[str, int] = {}
-        self._refused_reconciled = False
 
     def run(self, full: bool = False, rescan: bool = False) -> Summary:
         """The whole conversation; ``full`` reconciles by digests, ``rescan`` without the digest index."""
@@ -275,6 +274,10 @@ class Session:
     def _hold(self, held: dict[str, int]) -> None:
         """After a whole reconciliation, hold what the peer held as its walk began: its tree, batches
         included, is now in this one, and a batch drained there must not read as a gap again."""
+        if self.node.settings.require_signatures:
+            # The claim is the peer's word, unsigned: held numbers are skipped when batches come, so a
+            # peer not trusted with other origins' writes must not be able to make this node skip them.
+            return
         for origin, seq in held.items():
             if origin != self.node.name:  # a node's own numbering is its own (see _meet)
                 self.node.spool.hold(origin, seq)
@@ -307,7 +310,7 @@ class Session:
         while True:
             header, payload = self.wire.recv()
             if header.get("bye"):
-                if "held" in header and self._held is not None and not self._refused_reconciled:
+                if "held" in header and self._held is not None:
                     self._hold(_holdings(header["held"]))
                 return
             if header.get("digests"):
@@ -332,7 +335,6 @@ class Session:
                                 "is set here; run `fswl sync --full %s` on this node to take them",
                                 len(records), self.peer, self.peer)
                     self.summary.applied.refused += len(records)
-                    self._refused_reconciled = True
                     continue
                 self.summary.applied += apply_records(self.node.writer, records, f"{self.peer} (reconciliation)")
             else:
