@@ -78,13 +78,8 @@ class Home:
         return Whitelist(self.db, self.change_listeners())
 
     def change_listeners(self) -> list[Listener]:
-        """Who hears of local writes: the change log (for `fswl serve`'s index), the sync spool once any peer is configured."""
-        listeners: list[Listener] = [ChangeLog(self.changelog_path)]
-        if self.peers.is_dir() and any(self.peers.glob("*.toml")):
-            from fswl.sync.node import Node
+        """Who hears of local writes: the change log (for `fswl serve`'s index) and the sync outbox,
+        which journals each write for peers whenever one is configured (fswl.sync.outbox)."""
+        from fswl.sync.outbox import Outbox
 
-            listeners.append(Node(self).spool.listener)
-        else:
-            # Writes made now are not marked for the digest index: it would go stale.
-            (self.spool / ".digests").unlink(missing_ok=True)
-        return listeners
+        return [ChangeLog(self.changelog_path), Outbox(self)]

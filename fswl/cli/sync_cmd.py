@@ -28,6 +28,8 @@ def sync(obj, peer: str | None, full: bool, rescan: bool, serve: bool, daemon: b
 
     logging.getLogger("paramiko").setLevel(logging.WARNING)  # its INFO lines are per connection noise
     node = Node(obj.home)
+    if peer and not serve:
+        node.peers.get(peer)  # a name that is no peer is bad input, not a failed round
     if serve:
         summary = serve_stdio(node)
         logging.getLogger("fswl.sync").info("served %s", summary)

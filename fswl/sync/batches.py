@@ -23,13 +23,15 @@ import secrets
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from fswl.errors import BadRecord
 from fswl.store import journal
 from fswl.store.journal import Change
-from fswl.sync import signing
 from fswl.sync.records import MAGIC, Record, from_change
+
+if TYPE_CHECKING:  # cryptography is a slow import; every CLI write loads this module
+    from fswl.sync import signing
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,11 @@ SEQ = ".seq"
 DIRTY = ".dirty"
 #: Dirty subtree keys remembered per process, so a large import appends each once.
 MAX_DIRTY_REMEMBERED = 100_000
+#: Past this size the dirty log is dropped with the digest index it qualifies
+#: (the next reconciliation walks everything): it is marked on every node,
+#: peered or not, but read only by reconciliations, which may be rare.
+MAX_DIRTY_BYTES = 1 << 20
+DIGESTS_LOCK = ".digests.lock"
 _BATCH = re.compile(r"(\d{10})\.batch\Z")
 ORIGIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
@@ -67,8 +74,12 @@ class Spool:
     # -- local writes --------------------------------------------------------
 
     def listener(self, change: Change) -> None:
-        """A store listener: journal every local write (seen hits go to the access list)."""
+        """A store listener: mark and journal every local write (see also fswl.sync.outbox)."""
         self.mark_dirty(change)
+        self.journal(change)
+
+    def journal(self, change: Change) -> None:
+        """Append a local write to the records of the next batch (seen hits go to the access list)."""
         if change.op == journal.SEEN:
             self._append(SEEN, Record(journal.SEEN, change.path, change.when).line())
             return
@@ -88,7 +99,10 @@ class Spool:
         # The write is already done: while the log is the one remembered, the
         # next digest build has yet to take it, and will see this write.
         try:
-            inode = os.stat(self.root / DIRTY).st_ino
+            status = os.stat(self.root / DIRTY)
+            inode = status.st_ino
+            if status.st_size > MAX_DIRTY_BYTES and self.drop_digests(wait=False):
+                inode = -1
         except FileNotFoundError:
             inode = -1
         if inode != self._dirty_inode or len(self._dirty) >= MAX_DIRTY_REMEMBERED:
@@ -111,6 +125,27 @@ class Spool:
 
     def dirty_done(self) -> None:
         (self.root / ".dirty-taken").unlink(missing_ok=True)
+
+    def drop_digests(self, wait: bool = True) -> bool:
+        """Forget the digest index and the dirty log, so the next reconciliation walks everything.
+
+        Without ``wait``, gives up (False) while a reconciliation builds its
+        digests: it holds the lock for seconds, and a writer must not stall.
+        """
+        from fswl.sync.digests import INDEX
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / DIGESTS_LOCK, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                return False
+            for name in (INDEX, DIRTY, ".dirty-taken"):
+                (self.root / name).unlink(missing_ok=True)
+            return True
+        finally:
+            os.close(fd)
 
     def _append(self, name: str, line: bytes) -> None:
         path = str(self.root / name)
@@ -253,11 +288,17 @@ class Spool:
 
     def raise_to(self, origin: str, seq: int) -> None:
         """Note ``seq`` as held without the batch: peers hold our batches past what we remember."""
+        if self.hold(origin, seq):
+            log.warning("peers hold batches of %s up to %d, past this spool's: numbering on from there", origin, seq)
+
+    def hold(self, origin: str, seq: int) -> bool:
+        """Note batches of ``origin`` up to ``seq`` as held without their files (their records came
+        by reconciliation); returns whether that raised what was held."""
         with self.locked(self._dir(origin) / ".lock"):
-            if seq > self.highest(origin):
-                log.warning("peers hold batches of %s up to %d, past this spool's %d: numbering on from there",
-                            origin, seq, self.highest(origin))
-                _write_atomic(self._dir(origin) / SEQ, str(seq).encode())
+            if seq <= self.highest(origin):
+                return False
+            _write_atomic(self._dir(origin) / SEQ, str(seq).encode())
+            return True
 
     def drain(self, origin: str, upto: int) -> int:
         """Remove the batches of ``origin`` numbered ``upto`` or lower; returns how many."""

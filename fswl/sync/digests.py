@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Iterator, NamedTuple
 from fswl.names import FAMILIES
 from fswl.store import journal
 from fswl.store.tree import GROUPS_DIR, TOMB_DIR
+from fswl.sync.batches import DIGESTS_LOCK
 from fswl.sync.records import Record
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ class Digests:
             self.listings[""] = self._root({}, set())
             return
         index = spool.root / INDEX
-        with spool.locked(spool.root / ".digests.lock"):
+        with spool.locked(spool.root / DIGESTS_LOCK):
             dirty = spool.take_dirty()
             cache = {} if rescan else _load(index)
             self.listings[""] = self._root(cache, dirty)

@@ -12,10 +12,10 @@ from fswl.store import Whitelist
 from fswl.store.changelog import ChangeLog
 from fswl.sync.batches import Spool, check_origin
 from fswl.sync.peers import Peers
-from fswl.sync.signing import Keyring, Signer
 
 if TYPE_CHECKING:
     from fswl.home import Home
+    from fswl.sync.signing import Keyring, Signer
 
 DAY = 86400.0
 
@@ -58,10 +58,14 @@ class Node:
 
     @cached_property
     def keyring(self) -> Keyring:
+        from fswl.sync.signing import Keyring  # cryptography: only rounds need it
+
         return Keyring(self.home.peers / "keys", self.settings.require_signatures)
 
     @cached_property
     def signer(self) -> Signer | None:
+        from fswl.sync.signing import Signer
+
         return Signer(self.settings.signing_key) if self.settings.signing_key else None
 
     @cached_property

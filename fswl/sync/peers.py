@@ -23,6 +23,8 @@ from fswl.sync.batches import ORIGIN_NAME
 DEFAULT_PORT = 22
 DEFAULT_REMOTE_COMMAND = "fswl"
 KNOWN = ".known.json"
+#: peers/.paired/NAME exists once a round with NAME reconciled the trees (see paired()).
+PAIRED = ".paired"
 
 
 @dataclass(frozen=True)
@@ -88,13 +90,40 @@ class Peers:
             if value:
                 lines.append(f"{key} = {json.dumps(str(Path(value).absolute()))}")
         lines.append(f"remote_command = {json.dumps(peer.remote_command)}")
-        _write_atomic(self.root / f"{peer.name}.toml", ("\n".join(lines) + "\n").encode())
+        path = self.root / f"{peer.name}.toml"
+        if not path.exists():  # a new peer (or one removed and added back) is reconciled afresh
+            self.unpair(peer.name)
+        _write_atomic(path, ("\n".join(lines) + "\n").encode())
 
     def remove(self, name: str) -> None:
         path = self.root / f"{check_name(name)}.toml"
         if not path.exists():
             raise BadInput(f"no peer named {name!r} (see `fswl peers ls`)")
         path.unlink()
+        self.unpair(name)
+
+    # -- pairing -----------------------------------------------------------
+
+    def paired(self, name: str) -> bool:
+        """Whether a round with peer ``name`` has reconciled the trees since it was added.
+
+        Until then, writes this node made before the peer existed (never
+        journalled) or whose batches are drained may be missing there, so
+        the next round reconciles by digests.
+        """
+        return (self.root / PAIRED / check_name(name)).exists()
+
+    def pair(self, name: str) -> None:
+        """Note that a round with ``name`` has reconciled the trees."""
+        (self.root / PAIRED).mkdir(parents=True, exist_ok=True)
+        (self.root / PAIRED / check_name(name)).touch()
+
+    def unpair(self, name: str) -> None:
+        (self.root / PAIRED / check_name(name)).unlink(missing_ok=True)
+
+    def added(self, name: str) -> float:
+        """When peer ``name`` was last added or changed (its file's mtime)."""
+        return (self.root / f"{check_name(name)}.toml").stat().st_mtime
 
     def names(self) -> list[str]:
         if not self.root.is_dir():

@@ -7,7 +7,9 @@
    applies what it receives and spools it for its other peers.
 3. Both say what they now hold; each learns and drains its spool of what
    every one of its peers holds.
-4. Optionally (``--full``) the client reconciles the trees by digests.
+4. The client reconciles the trees by digests when asked (``--full``), in
+   a first round with a peer (fswl.sync.rounds), or when either side lacks
+   batches the other no longer spools (a gap only digests can fill).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class Summary:
     applied: Applied = field(default_factory=Applied)
     drained: int = 0
     reconciled: tuple[int, int] = (0, 0)  #: records pulled, pushed
+    full: bool = False  #: the trees were reconciled by digests
 
     def __str__(self) -> str:
         text = (f"{self.peer}: sent {self.sent} batches, received {self.received} "
@@ -69,10 +72,18 @@ class Session:
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
         self.rescan = False
+        self.full = False
+        #: A batch the other side lacks is no longer spooled here, or the reverse.
+        self.gap = False
+        #: What this node held when its digest walk began: a completed reconciliation
+        #: gives the peer the effect of all of it (see _hold), and the reverse.
+        self._held: dict[str, int] | None = None
+        self._their_held: dict[str, int] = {}
 
     def run(self, full: bool = False, rescan: bool = False) -> Summary:
         """The whole conversation; ``full`` reconciles by digests, ``rescan`` without the digest index."""
         self.rescan = rescan
+        self.full = full
         if full:
             self._start_digests()  # walked while SSH and the batches go on
         self.node.seal()
@@ -87,9 +98,13 @@ class Session:
         final = self._swap(self._status(), "have")
         self._learn(final)
         if self.client:
-            if full:
+            bye: dict[str, Any] = {"bye": True}
+            if full or self.gap:
                 self._reconcile()
-            self.wire.send({"bye": True})
+                self.summary.full = True
+                self._hold(self._their_held)
+                bye["held"] = self._held
+            self.wire.send(bye)
             self.wire.flush()
         else:
             self._serve_requests()
@@ -112,7 +127,7 @@ class Session:
         else:
             theirs, _ = self.wire.expect(key)
             self.wire.send(mine)
-        theirs["have"] = clean_known({"x": theirs.get("have")}).get("x", {})
+        theirs["have"] = _holdings(theirs.get("have"))
         return theirs
 
     def _meet(self, hello: dict[str, Any]) -> None:
@@ -129,6 +144,7 @@ class Session:
         self.peer = self.summary.peer = self.wire.peer = name
         if not self.client and hello.get("full") is True:
             self.rescan = hello.get("rescan") is True
+            self.full = True
             self._start_digests()
         mine = hello["have"].get(self.node.name, 0)
         if mine > self.node.spool.highest(self.node.name):
@@ -146,10 +162,11 @@ class Session:
             if origin == self.peer:
                 continue  # nobody holds a node's own batches better than it does
             held = theirs.get(origin, 0)
+            highest = spool.highest(origin)  # before the listing: a batch sealed meanwhile is no gap
             numbers = [n for n in spool.numbers(origin) if n > held]
-            if numbers and numbers[0] > held + 1:
-                log.warning("%s lacks batches %d-%d of %s, no longer spooled here: run `fswl sync --full %s`",
-                            self.peer, held + 1, numbers[0] - 1, origin, self.peer)
+            first_spooled = numbers[0] if numbers else highest + 1
+            if first_spooled > held + 1:
+                self._gap(f"{self.peer} lacks batches {held + 1}-{first_spooled - 1} of {origin}, no longer spooled here")
             for seq in numbers:
                 try:
                     data = spool.read(origin, seq)
@@ -171,6 +188,9 @@ class Session:
                 raise SyncError(f"{self.peer} sent a malformed batch header: {str(header)[:120]}")
             if origin in refused or origin == self.node.name or seq <= self.node.spool.highest(origin):
                 continue
+            if seq > self.node.spool.highest(origin) + 1:
+                self._gap(f"this node lacks batches {self.node.spool.highest(origin) + 1}-{seq - 1} of {origin}, "
+                          f"no longer spooled at {self.peer}")
             source = f"{self.peer} (batch {origin}/{seq})"
             try:
                 records = parse_batch(payload, origin, seq, self.node.keyring)
@@ -181,6 +201,14 @@ class Session:
             self.summary.applied += apply_records(self.node.writer, records, source)
             self.node.spool.store(origin, seq, payload)
             self.summary.received += 1
+
+    def _gap(self, what: str) -> None:
+        """Batches that can no longer be sent: the client reconciles this round; the server says so."""
+        self.gap = True
+        if self.full or not self.client:  # the client sees the same gap, and reconciles
+            log.info("%s: this round reconciles", what)
+        else:
+            log.warning("%s: reconciling by digests after the batches", what)
 
     # -- full reconciliation -----------------------------------------------------
 
@@ -209,7 +237,9 @@ class Session:
         so that no message grows with the size of the tree.
         """
         self.wire.send({"children": todo})
-        _, payload = self.wire.expect("listings")
+        header, payload = self.wire.expect("listings")
+        if "held" in header:
+            self._their_held = _holdings(header["held"])
         listings = _json(payload)
         descend_into: list[str] = []
         wanted: list[list[Any]] = []
@@ -241,7 +271,20 @@ class Session:
             self.wire.send({"apply": True}, b"".join(r.line() for r in out))
         return descend_into, got, len(out)
 
+    def _hold(self, held: dict[str, int]) -> None:
+        """After a whole reconciliation, hold what the peer held as its walk began: its tree, batches
+        included, is now in this one, and a batch drained there must not read as a gap again."""
+        if self.node.settings.require_signatures:
+            # The claim is the peer's word, unsigned: held numbers are skipped when batches come, so a
+            # peer not trusted with other origins' writes must not be able to make this node skip them.
+            return
+        for origin, seq in held.items():
+            if origin != self.node.name:  # a node's own numbering is its own (see _meet)
+                self.node.spool.hold(origin, seq)
+
     def _start_digests(self) -> None:
+        self._held = self.node.spool.holdings()  # before the walk: every write of these is in it
+
         def build() -> None:
             try:
                 self._digests = dg.Digests(str(self.node.home.db), self.node.spool, self.rescan)
@@ -259,6 +302,7 @@ class Session:
             if self._failure is not None:
                 raise self._failure
         if self._digests is None:
+            self._held = self.node.spool.holdings()
             self._digests = dg.Digests(str(self.node.home.db), self.node.spool, self.rescan)
         return self._digests
 
@@ -266,6 +310,8 @@ class Session:
         while True:
             header, payload = self.wire.recv()
             if header.get("bye"):
+                if "held" in header and self._held is not None:
+                    self._hold(_holdings(header["held"]))
                 return
             if header.get("digests"):
                 if self._thread is None and self._digests is None:  # a client that did not say so in hello
@@ -273,7 +319,7 @@ class Session:
                     self._start_digests()
             elif isinstance(header.get("children"), list):
                 listings = {rel: self.digests.children(rel) for rel in header["children"] if isinstance(rel, str)}
-                self.wire.send({"listings": True}, _dumps(listings))
+                self.wire.send({"listings": True, "held": self._held}, _dumps(listings))
             elif isinstance(header.get("records"), list):
                 out = []
                 for item in header["records"]:
@@ -282,9 +328,22 @@ class Session:
                 self.wire.send({"records": True}, b"".join(r.line() for r in out))
             elif header.get("apply"):
                 records = _parse_lines(payload)
+                if self.node.settings.require_signatures:
+                    # Reconciled records are unsigned: this node takes them only in a round its admin
+                    # asked for (`fswl sync --full`, this node as the client).
+                    log.warning("refused %d unsigned records of a reconciliation from %s: [sync] require_signatures "
+                                "is set here; run `fswl sync --full %s` on this node to take them",
+                                len(records), self.peer, self.peer)
+                    self.summary.applied.refused += len(records)
+                    continue
                 self.summary.applied += apply_records(self.node.writer, records, f"{self.peer} (reconciliation)")
             else:
                 raise SyncError(f"{self.peer} sent an unknown request: {str(header)[:120]}")
+
+
+def _holdings(value: object) -> dict[str, int]:
+    """A peer-supplied origin -> batch number table, malformed entries dropped."""
+    return clean_known({"x": value}).get("x", {})
 
 
 def _is_dir(child: object) -> bool:

@@ -19,12 +19,18 @@ import math
 import posixpath
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fswl.errors import BadGroup, BadName, BadRecord, BadSender
 from fswl.names import FAMILIES, is_level_name, name_to_sender, parse_group, parse_sender
 from fswl.store import journal
 from fswl.store.tree import GROUPS_DIR
-from fswl.sync.signing import SIG_PREFIX, Keyring
+
+if TYPE_CHECKING:  # cryptography is a slow import, and every CLI write loads this module
+    from fswl.sync.signing import Keyring
+
+#: How a batch's last line starts when it carries a signature (fswl.sync.signing).
+SIG_PREFIX = b"sig ed25519 "
 
 #: Operations that travel between mirrors (expiry is each node's own business).
 ENTRY_OPS = (journal.ADD, journal.REMOVE, journal.SEEN)

@@ -10,30 +10,62 @@ from typing import Callable
 
 from fswl.errors import FswlError
 from fswl.sync.node import Node
+from fswl.sync.outbox import FIRST_ROUND_WAIT
 from fswl.sync.protocol import Session, Summary
 from fswl.sync.wire import Wire
 
 log = logging.getLogger(__name__)
 
+#: Failed rounds that still double a peer's wait (max_backoff caps it long before).
+MAX_DOUBLINGS = 16
 
-def sync_round(node: Node, names: list[str] | None = None, full: bool = False, rescan: bool = False
-               ) -> list[tuple[str, Summary | FswlError]]:
-    """One conversation with each peer (or each named one); an unreachable peer does not stop the others."""
+
+def sync_round(node: Node, names: list[str] | None = None, full: bool = False, rescan: bool = False,
+               sleep: Callable[[float], None] = time.sleep) -> list[tuple[str, Summary | FswlError]]:
+    """One conversation with each peer (or each named one); an unreachable peer does not stop the others.
+
+    The first round with a peer (none has reconciled since it was added)
+    reconciles by digests, as ``full`` does: this node's writes from before
+    the peer existed were never journalled, and batches already drained
+    from the spool cannot be sent.
+    """
     from fswl.sync.transport import connect  # paramiko: only the connecting side needs it
 
     settings = node.settings
-    peers = node.peers.all() if not names else [node.peers.get(n) for n in names]
     results: list[tuple[str, Summary | FswlError]] = []
-    for peer in peers:
+    for name in names or node.peers.names():
         try:
+            peer = node.peers.get(name)
+            first = not node.peers.paired(peer.name)
+            if first and settings.require_signatures and not full:
+                # Reconciled records carry no signature: taking them is the admin's call (--full).
+                log.warning("first round with %s: not reconciling by digests, as [sync] require_signatures "
+                            "is set; run `fswl sync --full %s` once if you trust its tree", peer.name, peer.name)
+                first = False
+            if first:
+                _settle(node, peer.name, sleep)
             with connect(peer, ["sync", "--serve"], settings.timeout, settings.keepalive) as wire:
-                summary = Session(node, wire, client=True, expect=peer.name).run(full=full, rescan=rescan)
+                session = Session(node, wire, client=True, expect=peer.name)
+                summary = session.run(full=full or first, rescan=rescan)
+            if summary.full:
+                node.peers.pair(peer.name)
             summary.drained += node.drain()  # what the server side learned reaches this node's spool too
             results.append((peer.name, summary))
         except FswlError as exc:
-            log.warning("sync with %s failed: %s", peer.name, exc)
-            results.append((peer.name, exc))
+            log.warning("sync with %s failed: %s", name, exc)
+            results.append((name, exc))
     return results
+
+
+def _settle(node: Node, name: str, sleep: Callable[[float], None]) -> None:
+    """Wait until every writer has seen peer ``name`` (fswl.sync.outbox), so that the digests of
+    this round find each write made before it as journalled or marked."""
+    try:
+        age = time.time() - node.peers.added(name)
+    except OSError:
+        return
+    if age < FIRST_ROUND_WAIT:
+        sleep(min(FIRST_ROUND_WAIT - age, FIRST_ROUND_WAIT))  # a clock set back waits no longer
 
 
 def serve_stdio(node: Node) -> Summary:
@@ -48,23 +80,56 @@ def serve_stdio(node: Node) -> Summary:
             pass
 
 
+class Backoff:
+    """When each peer is next due: every ``interval`` seconds, and after failed rounds with it
+    twice as long each time, up to ``max_backoff``; one good round brings it back to ``interval``."""
+
+    def __init__(self, interval: float, max_backoff: float) -> None:
+        self.interval = interval
+        self.max_backoff = max(max_backoff, interval)
+        self.failures: dict[str, int] = {}
+        self.due: dict[str, float] = {}
+
+    def is_due(self, name: str, now: float) -> bool:
+        return self.due.get(name, now) <= now
+
+    def done(self, name: str, ok: bool, started: float) -> float:
+        """Record a round with ``name`` begun at ``started``; returns when it is next due."""
+        failures = 0 if ok else min(self.failures.get(name, 0) + 1, MAX_DOUBLINGS)
+        self.failures[name] = failures
+        self.due[name] = started + min(self.interval * 2 ** failures, self.max_backoff)
+        return self.due[name]
+
+    def next_due(self, names: list[str], now: float) -> float:
+        """The earliest time one of ``names`` is due (a peer never tried is due now)."""
+        return min((self.due.get(n, now) for n in names), default=now + self.interval)
+
+
 def run_daemon(node: Node, stop: threading.Event, names: list[str] | None = None,
-               report: Callable[[list[tuple[str, Summary | FswlError]]], None] | None = None) -> None:
-    """Sync every ``interval`` seconds until ``stop``; after failed rounds wait longer, up to ``max_backoff``."""
+               report: Callable[[list[tuple[str, Summary | FswlError]]], None] | None = None,
+               sync: Callable[..., list[tuple[str, Summary | FswlError]]] = sync_round,
+               clock: Callable[[], float] = time.monotonic) -> None:
+    """Sync with each peer every ``interval`` seconds until ``stop``.
+
+    Each peer has its own backoff: one that keeps failing is tried less and
+    less often (up to ``max_backoff``) while the others keep their interval.
+    Peers added or removed meanwhile are seen at the next tick.
+    """
     settings = node.settings
-    failures = 0
+    schedule = Backoff(settings.interval, settings.max_backoff)
     while not stop.is_set():
-        started = time.monotonic()
+        started = clock()
+        configured = names or node.peers.names()
+        due = [n for n in configured if schedule.is_due(n, started)]
         try:
-            results = sync_round(node, names)
+            results = sync(node, due) if due else []
         except FswlError as exc:  # bad configuration: say so and keep trying, it may be fixed
             log.error("sync round failed: %s", exc)
-            results = [("*", exc)]
-        if report:
+            results = [(n, exc) for n in due]
+        for name, result in results:
+            schedule.done(name, not isinstance(result, FswlError), started)
+        if report and results:
             report(results)
-        failed = any(isinstance(r, FswlError) for _, r in results)
-        failures = failures + 1 if failed else 0
-        wait = settings.interval * (2 ** min(failures, 16)) if failures else settings.interval
-        wait = min(wait, max(settings.max_backoff, settings.interval)) - (time.monotonic() - started)
-        stop.wait(max(wait, 0.0))
+        wake = min(schedule.next_due(configured, started), started + settings.interval)
+        stop.wait(max(wake - clock(), 0.0))
 

@@ -16,8 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from fswl.errors import BadConfig, BadRecord
-
-SIG_PREFIX = b"sig ed25519 "
+from fswl.sync.records import SIG_PREFIX
 
 
 class Signer:

@@ -65,6 +65,13 @@ class Sshd:
                 time.sleep(0.05)
         raise RuntimeError("sshd did not start listening")
 
+    def restart(self) -> None:
+        """Start again after stop(), on the same port with the same keys: a peer coming back."""
+        self.log = open(self.dir / "sshd.log", "ab")
+        self.process = subprocess.Popen([SSHD, "-f", str(self.config), "-D", "-e"],
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+        self._wait()
+
     def known_hosts_line(self) -> str:
         kind, key = Path(f"{self.host_key}.pub").read_text().split()[:2]
         return f"[127.0.0.1]:{self.port} {kind} {key}\n"
