@@ -63,14 +63,16 @@ def test_each_client_gets_its_own_reply(batched: bool, family: int, host: str) -
             sock.close()
 
 
+@pytest.mark.parametrize("batched", [True, False], ids=["recvmmsg", "recvfrom"])
 @pytest.mark.parametrize("family,host", FAMILIES, ids=["ipv4", "ipv6"])
-def test_the_source_address_is_the_clients(family: int, host: str) -> None:
+def test_the_source_address_is_the_clients(batched: bool, family: int, host: str) -> None:
     server, client = bound(family, host), bound(family, host)
     try:
-        datagrams = open_datagrams(server)
+        datagrams = open_datagrams(server, batched)
         client.sendto(b"hello", server.getsockname()[:2])
         assert datagrams.receive() == [b"hello"]
-        assert socket.inet_pton(family, datagrams.host(0)) == socket.inet_pton(family, client.getsockname()[0])
+        assert datagrams.source(0) == socket.inet_pton(family, client.getsockname()[0])
+        assert socket.inet_pton(family, datagrams.host(0)) == datagrams.source(0)
     finally:
         server.close()
         client.close()

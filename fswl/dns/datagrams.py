@@ -63,8 +63,13 @@ class PlainDatagrams:
             return []
         return [bytes(self._buffer[:size])]
 
+    def source(self, i: int) -> bytes:
+        """The source address of datagram ``i`` of the last :meth:`receive`, packed."""
+        host = self._address[0].partition("%")[0]  # type: ignore[index]  # no IPv6 zone
+        return socket.inet_pton(self.sock.family, host)
+
     def host(self, i: int) -> str:
-        """The source address of datagram ``i`` of the last :meth:`receive`."""
+        """The source address of datagram ``i``, as text."""
         return self._address[0]  # type: ignore[index]
 
     def send(self, replies: list[tuple[int, bytes]]) -> None:
@@ -98,6 +103,8 @@ class BatchedDatagrams:
         # the same length: the kernel's rewrite of msg_namelen never shrinks
         # the room for the next, and a reply's length is known in advance.
         name_bytes = _SOCKADDR_BYTES.get(sock.family, _NAME_BYTES)
+        # Where the address lies in sockaddr_in (sin_addr) or sockaddr_in6 (sin6_addr), and its length.
+        self._address_at, self._address_bytes = (4, 4) if sock.family == socket.AF_INET else (8, 16)
         for i in range(BATCH):
             self._in_iov[i].iov_base, self._in_iov[i].iov_len = queries + i * SLOT_BYTES, SLOT_BYTES
             self._out_iov[i].iov_base = replies + i * SLOT_BYTES
@@ -131,13 +138,14 @@ class BatchedDatagrams:
         return [bytes(view[start:start + size]) if (size := in32[length]) < SLOT_BYTES else b""
                 for start, length in self._slots[:max(count, 0)]]
 
+    def source(self, i: int) -> bytes:
+        """The source address of datagram ``i`` of the last :meth:`receive`, packed."""
+        start = i * _NAME_BYTES + self._address_at
+        return bytes(self._names[start:start + self._address_bytes])
+
     def host(self, i: int) -> str:
-        """The source address of datagram ``i`` of the last :meth:`receive`."""
-        start = i * _NAME_BYTES
-        family = int.from_bytes(self._names[start:start + 2], "little")
-        if family == socket.AF_INET6:
-            return socket.inet_ntop(socket.AF_INET6, bytes(self._names[start + 8:start + 24]))
-        return socket.inet_ntop(socket.AF_INET, bytes(self._names[start + 4:start + 8]))
+        """The source address of datagram ``i``, as text."""
+        return socket.inet_ntop(self.sock.family, self.source(i))
 
     def send(self, replies: list[tuple[int, bytes]]) -> None:
         """Send each (datagram number, reply) to the datagram's source, in one sendmmsg.

@@ -7,13 +7,13 @@ import logging
 import socket
 import struct
 import threading
-import time
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from dnslib import DNSError, DNSLabelError, DNSRecord, QTYPE, RCODE
 
 from fswl.dns.cache import CACHE_ENTRIES, ReplyCache
 from fswl.dns.datagrams import open_datagrams
+from fswl.dns.ratelimit import RateLimiter
 from fswl.dns.resolver import CLASSIC_PAYLOAD, EDNS_PAYLOAD, WhitelistResolver
 
 if TYPE_CHECKING:
@@ -90,34 +90,6 @@ def _formerr(data: bytes, rcode: int = RCODE.FORMERR) -> bytes | None:
     return data[:2] + struct.pack("!HHHHH", flags, 0, 0, 0, 0)
 
 
-class RateLimiter:
-    """Answers per second per client network (/24, /56): a token bucket each, bounded in memory."""
-
-    MAX_CLIENTS = 100_000
-
-    def __init__(self, per_second: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.per_second = per_second
-        self.clock = clock
-        self.buckets: dict[bytes, tuple[float, float]] = {}
-
-    def allow(self, host: str) -> bool:
-        try:
-            packed = socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
-        except OSError:
-            return True
-        key = packed[:3] if len(packed) == 4 else packed[:7]
-        now = self.clock()
-        tokens, stamp = self.buckets.get(key, (float(self.per_second), now))
-        tokens = min(float(self.per_second), tokens + (now - stamp) * self.per_second)
-        if len(self.buckets) >= self.MAX_CLIENTS and key not in self.buckets:
-            self.buckets.clear()
-        if tokens < 1:
-            self.buckets[key] = (tokens, now)
-            return False
-        self.buckets[key] = (tokens - 1, now)
-        return True
-
-
 class _UdpLoop:
     """One thread answering one UDP socket with blocking calls, a batch of datagrams at a time.
 
@@ -157,13 +129,13 @@ class _UdpLoop:
         longest_cached = CACHED_QUERY_BYTES if self.cache_size > 0 else 0
         answer = answer_datagram
         datagrams = self.datagrams
-        receive, host, send = datagrams.receive, datagrams.host, datagrams.send
+        receive, source, host, send = datagrams.receive, datagrams.source, datagrams.host, datagrams.send
         while not self.stopping:
             replies = []
             queries = receive()
             known_replies = current()  # one freshness check per batch (microseconds of datagrams)
             for i, data in enumerate(queries):
-                if limiter is not None and not limiter.allow(host(i)):
+                if limiter is not None and not limiter.allow(source(i)):
                     continue
                 try:
                     key = data[2:] if HEADER_BYTES < len(data) <= longest_cached else None
