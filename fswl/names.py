@@ -69,8 +69,12 @@ def parse_sender(text: str | bytes) -> str:
         stripped = stripped[1:-1]
     if stripped == ANY_SENDER:
         return ANY_SENDER
-    if not stripped.isascii() and any(0xD800 <= ord(c) <= 0xDFFF and ord(c) not in _ESCAPED_BYTE for c in stripped):
-        raise BadSender(_short(text), "not valid text")
+    if not stripped.isascii():
+        if any(0xD800 <= ord(c) <= 0xDFFF and ord(c) not in _ESCAPED_BYTE for c in stripped):
+            raise BadSender(_short(text), "not valid text")
+        # Escaped bytes that together are valid UTF-8 become that text, so one
+        # address has one canonical form (and one file name), however it came.
+        stripped = stripped.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")
     local, at, domain = stripped.rpartition("@")
     if not at:
         raise BadSender(_short(text), "no @domain")

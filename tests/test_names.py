@@ -177,3 +177,10 @@ def test_boundary_networks_cover_exactly(network: str, count: int, first: str) -
 def test_boundary_expansion_is_bounded() -> None:
     with pytest.raises(BadRelay, match="split it"):
         boundary_networks(ipaddress.ip_network("2001:db8::/49"))
+
+
+def test_escaped_bytes_that_are_utf8_are_that_text() -> None:
+    # "\xad" (soft hyphen) is C2 AD in UTF-8: the same address whether it came as text or as raw bytes.
+    assert parse_sender("\udcc2\udcad@ex.org") == parse_sender("\xad@ex.org") == "\xad@ex.org"
+    assert parse_sender(b"\xc2\xad@ex.org") == "\xad@ex.org"
+    assert parse_sender("\udcff@ex.org") == "\udcff@ex.org"  # a byte that is no UTF-8 stays escaped

@@ -14,13 +14,14 @@ interface reads and answers one packet at a time with recvfrom/sendto.
 
 from __future__ import annotations
 
+import array
 import ctypes
 import ctypes.util
 import socket
 
 #: Datagrams taken per recvmmsg call: what arrives between two calls under load is rarely more.
 BATCH = 64
-#: Room per query. Longer datagrams (no real query is) are dropped, never read in part.
+#: Room per query. Datagrams this long or longer (no real query is) are dropped, never read in part.
 SLOT_BYTES = 4096
 #: The largest UDP datagram a reply may need (an EDNS0 answer is far smaller).
 MAX_DATAGRAM = 65535
@@ -28,7 +29,6 @@ MAX_DATAGRAM = 65535
 _NAME_BYTES = 28
 _SOCKADDR_BYTES = {socket.AF_INET: 16, socket.AF_INET6: 28}
 _MSG_WAITFORONE = 0x10000
-_MSG_TRUNC = 0x20
 
 
 class _Iovec(ctypes.Structure):
@@ -100,8 +100,9 @@ class BatchedDatagrams:
         queries, replies, names = (ctypes.addressof(ctypes.c_char.from_buffer(b))
                                    for b in (self._queries, self._replies, self._names))
         # A socket's sources are all of its own family, so each address has
-        # the same length: the kernel's rewrite of msg_namelen never shrinks
-        # the room for the next, and a reply's length is known in advance.
+        # the same length and a reply's is known in advance. (The kernel
+        # rewrites msg_namelen on receipt: 0 for the wake-up of a shutdown,
+        # so receive() puts the room back each time.)
         name_bytes = _SOCKADDR_BYTES.get(sock.family, _NAME_BYTES)
         # Where the address lies in sockaddr_in (sin_addr) or sockaddr_in6 (sin6_addr), and its length.
         self._address_at, self._address_bytes = (4, 4) if sock.family == socket.AF_INET else (8, 16)
@@ -118,6 +119,8 @@ class BatchedDatagrams:
         words = ctypes.sizeof(_Mmsghdr) // 4
         length = _Mmsghdr.msg_len.offset // 4
         self._in32 = memoryview(self._in).cast("B").cast("I")
+        self._namelens = self._in32[_Msghdr.msg_namelen.offset // 4::words]
+        self._room = memoryview(array.array("I", [name_bytes] * BATCH))
         self._out64 = memoryview(self._out).cast("B").cast("Q")
         self._out_iov64 = memoryview(self._out_iov).cast("B").cast("Q")
         #: Per slot: where its query starts, and the 32-bit word of its length.
@@ -131,6 +134,7 @@ class BatchedDatagrams:
 
     def receive(self) -> list[bytes]:
         """Wait for datagrams and return them (none: woken for another reason, look at why)."""
+        self._namelens[:] = self._room
         count = self._recvmmsg(self.sock.fileno(), ctypes.addressof(self._in), BATCH, _MSG_WAITFORONE, None)
         in32, view = self._in32, self._query_view
         # A datagram that filled its slot may have been longer: it is read as empty, never in part.
@@ -171,8 +175,12 @@ class BatchedDatagrams:
 
 
 def open_datagrams(sock: socket.socket, batched: bool = True) -> PlainDatagrams | BatchedDatagrams:
-    """The batched reader where the C library has recvmmsg and sendmmsg, else the plain one."""
-    if batched:
+    """The batched reader where the C library has recvmmsg and sendmmsg, else the plain one.
+
+    Batched only on a 64-bit ABI (x86_64, aarch64): the per-packet views
+    index the structures by 64-bit words.
+    """
+    if batched and ctypes.sizeof(ctypes.c_void_p) == 8 and ctypes.sizeof(_Mmsghdr) == 64:
         try:
             libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
             if hasattr(libc, "recvmmsg") and hasattr(libc, "sendmmsg"):

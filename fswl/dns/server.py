@@ -153,7 +153,10 @@ class _UdpLoop:
                 except Exception:  # never let one packet end the loop
                     log.exception("udp: answering %d bytes from %s failed", len(data), host(i))
             if replies:
-                send(replies)
+                try:
+                    send(replies)
+                except Exception:  # never let one batch end the loop
+                    log.exception("udp: sending %d replies failed", len(replies))
 
 
 class DnsServer:

@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 RECORDS_PER_MESSAGE = 200
 #: Bytes relayed from the child per read.
 RELAY_CHUNK = 65536
+#: Transfers built at once; more secondaries wait their turn (each build is a walk of db/).
+MAX_TRANSFERS = 2
+#: A secondary that takes nothing for this long is dropped (its transfer stops).
+STALL_SECONDS = 30.0
 
 
 class ZoneTransfer:
@@ -49,6 +53,7 @@ class ZoneTransfer:
         self.base_url = base_url
         self.serial = serial
         self.zone = DNSLabel(settings.zone)
+        self._turns = asyncio.Semaphore(MAX_TRANSFERS)
         try:
             self.allowed = [ipaddress.ip_network(str(item), strict=False) for item in settings.axfr_allow]
         except ValueError as exc:
@@ -72,25 +77,38 @@ class ZoneTransfer:
         return _rcode(request, RCODE.NOTAUTH if self.allows(host) else RCODE.REFUSED)
 
     async def stream(self, request: DNSRecord, host: str, writer: asyncio.StreamWriter) -> None:
-        """Send an allowed transfer: the child's framed messages, relayed as they come."""
-        log.warning("AXFR of %s to %s", self.zone, host)
-        child = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "fswl.dns.transfer", str(self.serial()), self.base_url,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            env={**os.environ, "FSWL_HOME": str(self.home)})
-        try:
-            assert child.stdin is not None and child.stdout is not None
-            child.stdin.write(bytes(request.pack()))
-            child.stdin.close()
-            while chunk := await child.stdout.read(RELAY_CHUNK):
-                writer.write(chunk)
-                await writer.drain()
-        finally:
-            if child.returncode is None:
-                child.kill()  # the secondary went away: nobody reads the rest
-            status = await child.wait()
-        if status:  # the secondary sees the stream end early and retries later
+        """Send an allowed transfer: the child's framed messages, relayed as they come.
+
+        At most MAX_TRANSFERS children run at once, and a secondary that
+        stops reading for STALL_SECONDS is dropped, so allowed hosts cannot
+        pile up walks of db/ either.
+        """
+        async with self._turns:
+            log.warning("AXFR of %s to %s", self.zone, host)
+            # -P: nothing importable from the working directory shadows fswl's modules in the child.
+            child = await asyncio.create_subprocess_exec(
+                sys.executable, "-P", "-m", "fswl.dns.transfer", str(self.serial()), self.base_url,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                env={**os.environ, "FSWL_HOME": str(self.home)})
+            try:
+                assert child.stdin is not None and child.stdout is not None
+                child.stdin.write(bytes(request.pack()))
+                child.stdin.close()
+                while chunk := await child.stdout.read(RELAY_CHUNK):
+                    writer.write(chunk)
+                    await asyncio.wait_for(writer.drain(), STALL_SECONDS)
+            except asyncio.TimeoutError:
+                log.warning("AXFR of %s to %s dropped: the secondary read nothing for %.0f s",
+                            self.zone, host, STALL_SECONDS)
+                writer.close()
+                return
+            finally:
+                if child.returncode is None:
+                    child.kill()  # the secondary went away: nobody reads the rest
+                status = await child.wait()
+        if status:
             log.error("AXFR of %s to %s failed: the transfer process exited with %d", self.zone, host, status)
+            writer.close()  # the stream ended early: closing says so at once, and the secondary retries
 
 
 def zone_messages(tree: Tree, settings: DnsSettings, base_url: str, serial: int,

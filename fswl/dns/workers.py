@@ -57,7 +57,7 @@ def spawn(home: Path, host: str, port: int) -> subprocess.Popen[bytes]:
     """
     env = {**os.environ, WORKER_ENV: "1", "FSWL_HOME": str(home)}
     listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return subprocess.Popen([sys.executable, "-m", "fswl", "serve", "dns", "--listen", listen],
+    return subprocess.Popen([sys.executable, "-P", "-m", "fswl", "serve", "dns", "--listen", listen],
                             env=env, stdout=subprocess.DEVNULL,
                             preexec_fn=functools.partial(_die_with_parent, os.getpid()))
 
