@@ -25,8 +25,12 @@ class StoreSettings:
     tombstone_days: float = float(defaults.TOMBSTONE_DAYS)
     #: Watch db/ with inotify so hand edits show at once (one watch per
     #: directory: a very large tree may need fs.inotify.max_user_watches
-    #: raised, or this off, in which case hand edits show after a restart).
+    #: raised, or this off, in which case hand edits show after a sweep).
     watch_tree: bool = True
+    #: Without inotify (watch_tree off, or a tree too large to watch), every
+    #: directory's mtime is checked once per this many seconds, so hand edits
+    #: show within it; 0 switches the sweep off (hand edits then need a restart).
+    sweep_seconds: float = 60.0
 
 
 def default_home() -> Path:

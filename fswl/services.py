@@ -101,8 +101,9 @@ class Runtime:
         """The in-memory index every service answers from, loaded and watching on first use."""
         from fswl.index import Index
 
-        index = Index(self.whitelist, self.home.changelog_path, watch=self.home.store_settings.watch_tree,
-                      snapshot_path=self.home.root / "cache" / "index.snapshot")
+        store = self.home.store_settings
+        index = Index(self.whitelist, self.home.changelog_path, watch=store.watch_tree,
+                      snapshot_path=self.home.root / "cache" / "index.snapshot", sweep_seconds=store.sweep_seconds)
         index.start()
         return index
 

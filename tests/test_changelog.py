@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import time
+from pathlib import Path
 
+import dns.message
+import dns.query
 import pytest
 
 from fswl.home import Home
 from fswl.index import Index
 from fswl.store import changelog
 from fswl.store.changelog import ChangeFollower, ChangeLog
-from tests.shell import touch, wait_for
+from tests.harness.dnsd import fswl_serve
+from tests.shell import ln_s, touch, wait_for
+
+ZONE = "wl.example.org"
 
 
 
@@ -69,7 +76,7 @@ def test_mtime_refreshes_are_not_logged(home: Home) -> None:
 
 @pytest.fixture
 def unwatched_index(home: Home):
-    index = Index(home.whitelist, home.changelog_path, watch=False)
+    index = Index(home.whitelist, home.changelog_path, watch=False, sweep_seconds=0)  # the change log alone
     index.start()
     yield index
     index.stop()
@@ -84,9 +91,31 @@ def test_without_inotify_writes_of_other_processes_show_within_a_second(home: Ho
     assert wait_for(lambda: unwatched_index.lookup("dan@example.org", "10.0.0.8") is not None)
     fswl("rm", "carol@example.org", "10.0.0.7", check=True)
     assert wait_for(lambda: unwatched_index.lookup("carol@example.org", "10.0.0.7") is None)
-    touch(home.db / "ip4/10/0/0/9/erin@example.org")  # by hand: needs inotify, or a restart
+    touch(home.db / "ip4/10/0/0/9/erin@example.org")  # by hand: needs inotify, or the sweep (off here)
     time.sleep(0.5)
     assert unwatched_index.lookup("erin@example.org", "10.0.0.9") is None
+
+
+def test_without_inotify_hand_edits_show_within_a_sweep(tmp_path: Path) -> None:
+    """`[store] watch_tree = false`: the running server sees touch, ln -s and rm by hand within sweep_seconds."""
+    root = tmp_path / "home"
+    wl = Home(root).whitelist
+    wl.add("keep@example.org", "10.0.0.1")
+    wl.add("*@isp.example", "10.0.0.2")
+    wl.link("10.0.0.2", "isp")
+    (root / "fswl.toml").write_text(f'[dns]\nzone = "{ZONE}"\n[store]\nwatch_tree = false\nsweep_seconds = 1\n')
+    with fswl_serve(root, "dns") as port:
+        def answer(name: str) -> list[str]:
+            reply = dns.query.udp(dns.message.make_query(f"{name}.{ZONE}", "A"), "127.0.0.1", port=port, timeout=5)
+            return [rr.to_text() for rrset in reply.answer for rr in rrset]
+
+        assert answer("keep.example.org.1.0.0.10") == ["127.0.0.2"]
+        touch(root / "db/ip4/10/0/0/9/erin@example.org")  # a new level and an entry, by hand
+        assert wait_for(lambda: answer("erin.example.org.9.0.0.10") == ["127.0.0.2"], seconds=10)
+        ln_s("../../../../groups/isp", root / "db/ip4/10/0/0/3")  # a relay joins the group by hand
+        assert wait_for(lambda: answer("anyone.isp.example.3.0.0.10") == ["127.0.0.3"], seconds=10)
+        os.unlink(root / "db/ip4/10/0/0/1/keep@example.org")  # and one goes
+        assert wait_for(lambda: answer("keep.example.org.1.0.0.10") == [], seconds=10)
 
 
 def test_a_tree_too_large_to_watch_is_served_with_a_warning(home: Home, fswl, monkeypatch, caplog) -> None:

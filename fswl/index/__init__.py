@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -22,7 +23,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 
 from fswl.index import snapshot
-from fswl.index.loader import load_all, reload_logged
+from fswl.index.loader import directory_mtime, load_all, refresh_directory, reload_logged
 from fswl.store.changelog import ChangeFollower
 from fswl.index.memory import MemoryIndex
 from fswl.names import IPAddress
@@ -36,11 +37,13 @@ WATCHED_EVENTS = [FileCreatedEvent, DirCreatedEvent, FileDeletedEvent, DirDelete
 APPLY_SECONDS = 0.05
 #: How often the change log is read when no inotify event wakes the index.
 FOLLOW_SECONDS = 0.2
+#: Without inotify, every directory's mtime is checked once per this many seconds (hand edits show within it).
+SWEEP_SECONDS = 60.0
 #: The fix to print when inotify cannot watch every directory of db/.
 WATCH_LIMIT_HINT = (
     "db/ has too many directories to watch within fs.inotify.max_user_watches, so edits made by hand "
-    "(touch, rm, ln -s) show only after a restart; fswl's own writes still show at once. "
-    "Raise the limit: sysctl fs.inotify.max_user_watches=4194304 (and in /etc/sysctl.d/)"
+    "(touch, rm, ln -s) show only after the next sweep of db/ ([store] sweep_seconds); fswl's own writes "
+    "still show at once. Raise the limit: sysctl fs.inotify.max_user_watches=4194304 (and in /etc/sysctl.d/)"
 )
 
 
@@ -48,7 +51,7 @@ class Index(MemoryIndex):
     """A MemoryIndex of one store, loaded at start and updated by file-system events."""
 
     def __init__(self, whitelist: Whitelist, changelog: str | os.PathLike[str] | None = None,
-                 watch: bool = True, snapshot_path: Path | None = None) -> None:
+                 watch: bool = True, snapshot_path: Path | None = None, sweep_seconds: float = SWEEP_SECONDS) -> None:
         super().__init__(whitelist.tree)
         #: Where the index is saved for a quick restart (None: never saved).
         self.snapshot_path = snapshot_path
@@ -57,8 +60,12 @@ class Index(MemoryIndex):
         self._saved_generation = -1
         self.changelog = changelog
         self.watch = watch
-        #: Whether hand edits anywhere in db/ are seen (inotify covers the tree).
+        #: Whether hand edits anywhere in db/ are seen at once (inotify covers the tree).
         self.watching = False
+        #: Without inotify: a full pass over the directories' mtimes takes this long (0: none).
+        self.sweep_seconds = sweep_seconds
+        self._sweep_queue: list[str] = []
+        self._sweep_share = 1
         self._follower: ChangeFollower | None = None
         self._dirty: set[str] = set()
         self._wake = threading.Event()
@@ -97,7 +104,7 @@ class Index(MemoryIndex):
         # as its own user): past half of it, watching would starve the rest
         # and take minutes of CPU to set up; the change log still covers
         # fswl's own writes.
-        directories = sum(len(level) for level in self.levels.values()) + len(self.entries) + 3
+        directories = len(self.stamps)  # every directory read: db/, the families, levels, groups
         limit = _watch_limit()
         if limit is not None and directories > limit // 2:
             log.warning("index: %s (%d directories, limit %d)", WATCH_LIMIT_HINT, directories, limit)
@@ -162,9 +169,12 @@ class Index(MemoryIndex):
             return not self._dirty
 
     def _apply_changes(self) -> None:
+        sweeping = not self.watching and self.sweep_seconds > 0
         while not self._stop.is_set():
-            woken = self._wake.wait(FOLLOW_SECONDS if self._follower is not None else None)
+            woken = self._wake.wait(FOLLOW_SECONDS if self._follower is not None or sweeping else None)
             self._wake.clear()
+            if sweeping:
+                self._sweep()
             if woken:
                 time.sleep(APPLY_SECONDS)  # gather a burst (an import, a link) into one pass
             if self._follower is not None:
@@ -180,6 +190,30 @@ class Index(MemoryIndex):
                 for rel in sorted(dirty, key=lambda r: r.count("/")):
                     try:
                         reload_logged(self, rel)
+                    except Exception:  # one bad directory must not stop the index
+                        log.exception("index: reloading %s failed", rel)
+
+
+    def _sweep(self) -> None:
+        """Check the next share of directories against their stamps: hand edits without inotify.
+
+        Each pass over db/ is spread over sweep_seconds, FOLLOW_SECONDS at a
+        time; a directory whose mtime moved (an entry, link or level made,
+        removed or renamed in it) is read again, as after an inotify event.
+        """
+        if not self._sweep_queue:
+            self._sweep_queue = list(self.stamps)
+            self._sweep_share = max(1, math.ceil(len(self._sweep_queue) * FOLLOW_SECONDS / self.sweep_seconds))
+        share = self._sweep_queue[-self._sweep_share:]
+        del self._sweep_queue[-self._sweep_share:]
+        db, stamps = self.tree.db, self.stamps
+        changed = [rel for rel in share
+                   if (known := stamps.get(rel)) is not None and (not known or directory_mtime(db, rel) != known)]
+        if changed:
+            with self.lock:
+                for rel in sorted(changed, key=lambda r: (r.count("/"), r)):
+                    try:
+                        refresh_directory(self, rel)
                     except Exception:  # one bad directory must not stop the index
                         log.exception("index: reloading %s failed", rel)
 

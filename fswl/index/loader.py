@@ -213,3 +213,27 @@ def _network_int(version: int, levels: list[str]) -> int:
     for i, part in enumerate(levels):
         value |= int(part, 10 if version == 4 else 16) << (width - bits * (i + 1))
     return value
+
+
+def directory_mtime(db: str, rel: str) -> int | None:
+    """The mtime (ns) of a directory of db/ ("" is db/ itself), or None if it is gone."""
+    try:
+        # An f-string, not os.path.join: this runs once per directory of db/ at start and per sweep.
+        return os.stat(f"{db}/{rel}" if rel else db).st_mtime_ns
+    except OSError:
+        return None
+
+
+def refresh_directory(index: MemoryIndex, rel: str) -> None:
+    """Read one changed directory again, as the live watcher would after an event there."""
+    if rel == "":  # a family or groups/ came or went
+        stamp(index, "")
+        for family in FAMILIES.values():
+            if family not in index.stamps or not os.path.isdir(os.path.join(index.tree.db, family)):
+                reload_path(index, family)
+        if GROUPS_DIR not in index.stamps:
+            load_groups(index)
+    elif rel == GROUPS_DIR:  # a group came (one that went is stale itself)
+        load_groups(index, only_new=True)
+    else:
+        reload_path(index, rel)

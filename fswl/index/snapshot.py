@@ -27,10 +27,8 @@ from pathlib import Path
 
 from sortedcontainers import SortedList
 
-from fswl.index.loader import load_groups, reload_path, stamp
+from fswl.index.loader import directory_mtime, refresh_directory
 from fswl.index.memory import MemoryIndex
-from fswl.names import FAMILIES
-from fswl.store.tree import GROUPS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +71,7 @@ def load(index: MemoryIndex, path: Path) -> int | None:
     if state is None:
         return None
     db = index.tree.db
-    stale = [rel for rel, mtime in state["stamps"].items() if not mtime or _mtime(db, rel) != mtime]
+    stale = [rel for rel, mtime in state["stamps"].items() if not mtime or directory_mtime(db, rel) != mtime]
     if len(stale) > STALE_SHARE * len(state["stamps"]):
         log.info("index snapshot: %d of %d directories changed; reading db/ instead", len(stale), len(state["stamps"]))
         return None
@@ -83,7 +81,7 @@ def load(index: MemoryIndex, path: Path) -> int | None:
         old = dict(index.stamps)
         for rel in sorted(stale, key=lambda r: (r.count("/"), r)):
             if not old[rel] or index.stamps.get(rel) == old[rel]:  # not yet read again with a parent
-                _refresh(index, rel)
+                refresh_directory(index, rel)
         index.generation += 1
     del state
     _release_freed_memory()
@@ -118,14 +116,6 @@ def _read(path: Path, db: str) -> dict | None:
     return state
 
 
-def _mtime(db: str, rel: str) -> int | None:
-    try:
-        # An f-string, not os.path.join: this runs once per directory of db/ at start.
-        return os.stat(f"{db}/{rel}" if rel else db).st_mtime_ns
-    except OSError:
-        return None
-
-
 def _release_freed_memory() -> None:
     """Hand back to the system what unpickling freed (~50 MB at 1M entries), where glibc allows.
 
@@ -138,18 +128,3 @@ def _release_freed_memory() -> None:
         ctypes.CDLL(name).malloc_trim(0)
     except (OSError, AttributeError, TypeError):  # not glibc: nothing to ask
         pass
-
-
-def _refresh(index: MemoryIndex, rel: str) -> None:
-    """Read one changed directory again, as the live watcher would after an event there."""
-    if rel == "":  # a family or groups/ came or went
-        stamp(index, "")
-        for family in FAMILIES.values():
-            if family not in index.stamps or not os.path.isdir(os.path.join(index.tree.db, family)):
-                reload_path(index, family)
-        if GROUPS_DIR not in index.stamps:
-            load_groups(index)
-    elif rel == GROUPS_DIR:  # a group came (one that went is stale itself)
-        load_groups(index, only_new=True)
-    else:
-        reload_path(index, rel)
