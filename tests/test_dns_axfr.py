@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import dns.message
@@ -13,7 +15,10 @@ import dns.xfr
 import dns.rdatatype
 import dns.zone
 import pytest
+from dnslib import DNSRecord
 
+from fswl.dns.settings import DnsSettings
+from fswl.dns.transfer import ZoneTransfer
 from fswl.home import Home
 from tests.conftest import require, run_fswl
 from tests.harness.dnsd import fswl_serve
@@ -99,3 +104,41 @@ def test_a_secondary_that_hangs_up_leaves_no_transfer_running(tmp_path: Path) ->
         assert wait_for(lambda: not transfer_processes(), seconds=10)
         assert dns.query.udp(dns.message.make_query(f"user7.example3.com.3.0.0.10.{ZONE}", "A"), "127.0.0.1", port=port,
                              timeout=5).answer
+
+
+class StalledSecondary:
+    """A StreamWriter whose peer reads nothing: every drain waits forever."""
+
+    def __init__(self) -> None:
+        self.written = 0
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+
+    async def drain(self) -> None:
+        await asyncio.Event().wait()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_stalled_secondary_is_dropped_and_transfers_take_turns(tmp_path: Path) -> None:
+    home = make_home(tmp_path / "home", ["127.0.0.1"])
+    transfer = ZoneTransfer(home.root, home.settings("dns", DnsSettings), "http://wl.example.org", lambda: 7)
+    transfer.stall_seconds = 1.0
+    request = DNSRecord.question(ZONE, "AXFR")
+
+    async def three_stalled() -> list[float]:
+        async def one() -> float:
+            writer = StalledSecondary()
+            await transfer.stream(request, "127.0.0.1", writer)  # type: ignore[arg-type]
+            assert writer.closed and writer.written > 0
+            return time.monotonic() - started
+
+        started = time.monotonic()
+        return sorted(await asyncio.gather(one(), one(), one()))
+
+    ended = asyncio.run(three_stalled())
+    assert ended[1] < 5 and ended[2] >= ended[0] + 0.9  # two at once; the third waited its turn
+    assert wait_for(lambda: not transfer_processes(), seconds=5)  # each child was stopped

@@ -54,6 +54,8 @@ class ZoneTransfer:
         self.serial = serial
         self.zone = DNSLabel(settings.zone)
         self._turns = asyncio.Semaphore(MAX_TRANSFERS)
+        #: A secondary that takes nothing for this long is dropped.
+        self.stall_seconds = STALL_SECONDS
         try:
             self.allowed = [ipaddress.ip_network(str(item), strict=False) for item in settings.axfr_allow]
         except ValueError as exc:
@@ -96,10 +98,10 @@ class ZoneTransfer:
                 child.stdin.close()
                 while chunk := await child.stdout.read(RELAY_CHUNK):
                     writer.write(chunk)
-                    await asyncio.wait_for(writer.drain(), STALL_SECONDS)
+                    await asyncio.wait_for(writer.drain(), self.stall_seconds)
             except asyncio.TimeoutError:
                 log.warning("AXFR of %s to %s dropped: the secondary read nothing for %.0f s",
-                            self.zone, host, STALL_SECONDS)
+                            self.zone, host, self.stall_seconds)
                 writer.close()
                 return
             finally:
