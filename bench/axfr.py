@@ -11,11 +11,8 @@ alone (the anchor) and once while dig transfers the zone again and again.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -45,22 +42,14 @@ def main() -> None:
     for tool in ("dnsperf", "dig"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is not installed (apt-get install dnsperf bind9-dnsutils)")
-    if args.dir:
-        os.makedirs(args.dir, exist_ok=True)
-    base = Path(tempfile.mkdtemp(prefix="fswl-bench-axfr-", dir=args.dir or ("/dev/shm" if os.path.isdir("/dev/shm") else None)))
+    base = dnsbench.bench_home(args.dir, "fswl-bench-axfr-", args.relays, 'axfr_allow = ["127.0.0.1"]\n')
     server = None
     try:
         home = base / "home"
-        (home / "db").mkdir(parents=True)
-        (home / "fswl.toml").write_text(f'[dns]\nzone = "{ZONE}"\naxfr_allow = ["127.0.0.1"]\n')
-        print(f"building {args.relays * dnsbench.ENTRIES_PER_RELAY:,} entries ...", flush=True)
-        dnsbench.build_tree(home / "db", args.relays)
         data = base / "queries.txt"
         data.write_text("\n".join(dnsbench.queries(args.relays, 200_000)) + "\n")
         port = dnsbench.free_port()
-        server = subprocess.Popen([sys.executable, "-m", "fswl", "serve", "dns", "--listen", f"127.0.0.1:{port}"],
-                                  env={**os.environ, "FSWL_HOME": str(home)}, cwd=dnsbench.REPO,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = dnsbench.start_fswl(home, port)
         dnsbench.wait_answering(port, server)
         _, alone = dnsbench.dnsperf(port, data, args.seconds, qps=args.rate, verbose=True)
         stop, took = threading.Event(), []

@@ -63,6 +63,26 @@ def build_tree(db: Path, relays: int) -> float:
     return time.monotonic() - started
 
 
+def bench_home(where: Path | None, prefix: str, relays: int, config: str = "") -> Path:
+    """A fresh base directory (under ``where``, else /dev/shm) holding home/ with a built tree and fswl.toml."""
+    if where:
+        os.makedirs(where, exist_ok=True)
+    base = Path(tempfile.mkdtemp(prefix=prefix, dir=where or ("/dev/shm" if os.path.isdir("/dev/shm") else None)))
+    home = base / "home"
+    (home / "db").mkdir(parents=True)
+    (home / "fswl.toml").write_text(f'[dns]\nzone = "{ZONE}"\n{config}')
+    print(f"building {relays * ENTRIES_PER_RELAY:,} entries on {relays:,} relays in {base} ...", flush=True)
+    print(f"  tree built in {build_tree(home / 'db', relays):.1f} s", flush=True)
+    return base
+
+
+def start_fswl(home: Path, port: int, *args: str) -> subprocess.Popen:
+    """`fswl serve dns` on 127.0.0.1:PORT for ``home`` (not waited for: see wait_answering)."""
+    return subprocess.Popen([sys.executable, "-m", "fswl", "serve", "dns", "--listen", f"127.0.0.1:{port}", *args],
+                            env={**os.environ, "FSWL_HOME": str(home)}, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def queries(relays: int, count: int, seed: int = 1) -> list[str]:
     rng = random.Random(seed)
     out = []
@@ -201,17 +221,11 @@ def main() -> int:
     for tool in ("dnsperf", "rbldnsd"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
             raise SystemExit(f"{tool} is not installed (apt-get install {tool})")
-    if args.dir:
-        os.makedirs(args.dir, exist_ok=True)
-    base = Path(tempfile.mkdtemp(prefix="fswl-bench-dns-", dir=args.dir or ("/dev/shm" if os.path.isdir("/dev/shm") else None)))
+    base = bench_home(args.dir, "fswl-bench-dns-", args.relays)
     processes: list[subprocess.Popen] = []
     try:
         home = base / "home"
-        (home / "db").mkdir(parents=True)
-        (home / "fswl.toml").write_text(f'[dns]\nzone = "{ZONE}"\n')
         entries = args.relays * ENTRIES_PER_RELAY
-        print(f"building {entries:,} entries on {args.relays:,} relays in {base} ...", flush=True)
-        print(f"  tree built in {build_tree(home / 'db', args.relays):.1f} s", flush=True)
         data = base / "queries.txt"
         data.write_text("\n".join(queries(args.relays, args.queries)) + "\n")
         env = {**os.environ, "FSWL_HOME": str(home)}
@@ -238,14 +252,12 @@ def main() -> int:
         processes.remove(rbl)
 
         port = free_port()
-        command = [sys.executable, "-m", "fswl", "serve", "dns", "--listen", f"127.0.0.1:{port}",
-                   "--workers", str(args.workers)]
         snapshot = home / "cache" / "index.snapshot"
         starts = {}
         for start in ("cold", "snapshot"):
             if start == "cold" and snapshot.exists():
                 snapshot.unlink()
-            fswl = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            fswl = start_fswl(home, port, "--workers", str(args.workers))
             processes.append(fswl)
             starts[start] = wait_answering(port, fswl)
             print(f"  fswl ({start} start) answering after {starts[start]:.2f} s", flush=True)

@@ -18,8 +18,6 @@ import random
 import shutil
 import socket
 import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,9 +33,7 @@ def idle_cpu(home: Path, sweep_seconds: float, seconds: float) -> tuple[float, s
     (home / "fswl.toml").write_text(f'[dns]\nzone = "{ZONE}"\n[store]\nwatch_tree = false\n'
                                     f'sweep_seconds = {sweep_seconds}\n')
     port = dnsbench.free_port()
-    server = subprocess.Popen([sys.executable, "-m", "fswl", "serve", "dns", "--listen", f"127.0.0.1:{port}"],
-                              env={**os.environ, "FSWL_HOME": str(home)}, cwd=dnsbench.REPO,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = dnsbench.start_fswl(home, port)
     dnsbench.wait_answering(port, server)
     time.sleep(2)  # the start's own work done
     before = dnsbench.cpu_seconds([server.pid])
@@ -60,14 +56,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60, help="idle time measured (one sweep period)")
     parser.add_argument("--dir", type=Path, help="where to build the tree (default: under /dev/shm)")
     args = parser.parse_args()
-    if args.dir:
-        os.makedirs(args.dir, exist_ok=True)
-    base = Path(tempfile.mkdtemp(prefix="fswl-bench-sweep-", dir=args.dir or ("/dev/shm" if os.path.isdir("/dev/shm") else None)))
+    base = dnsbench.bench_home(args.dir, "fswl-bench-sweep-", args.relays)
     try:
         home = base / "home"
-        (home / "db").mkdir(parents=True)
-        print(f"building {args.relays * dnsbench.ENTRIES_PER_RELAY:,} entries ...", flush=True)
-        dnsbench.build_tree(home / "db", args.relays)
         directories = sum(1 for _ in os.walk(home / "db"))
         anchor, server, _port = idle_cpu(home, 0, args.seconds)
         dnsbench.stop(server)
