@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import multiprocessing
 import random
 import string
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +18,7 @@ from fswl.errors import BadCode, VerifyRefused
 from fswl.history import EventLog
 from fswl.home import Home
 from fswl.verify import codes, screen
-from fswl.verify.caps import Caps, Limits
+from fswl.verify.caps import Caps, Limits, registrable_domain
 from fswl.verify.settings import VerifySettings
 from fswl.verify import verifier as verifier_module
 from fswl.verify.verifier import Verifier
@@ -307,3 +309,28 @@ def test_the_worker_queues_a_pair_once_while_it_waits(home: Home) -> None:
     assert verifier.calls == [("busy@example.org", "192.0.2.65"), ("tom@example.org", "192.0.2.64")]
     counts = Caps(home.root / "verify" / "state.sqlite", Limits(86400, 3, 20, 200)).counters()
     assert counts["skipped: already queued"] == 5
+
+
+def _open_caps(path: str, barrier, results) -> None:
+    barrier.wait()  # all at once, on a database none has made yet
+    try:
+        caps = Caps(Path(path), Limits(pair_period=3600, per_address=5, per_domain=50, global_=100))
+        results.put(caps.take("a@example.org", "192.0.2.1") or "taken")
+    except Exception as exc:  # what the test counts: any refusal to open
+        results.put(repr(exc))
+
+
+def test_processes_opening_a_new_database_at_once_all_get_it(tmp_path) -> None:
+    """`fswl serve` processes starting together: before the fix, about one round in three said "database is locked"."""
+    context = multiprocessing.get_context("fork")
+    registrable_domain("example.org")  # the suffix list parsed once, before the forks
+    for round_ in range(10):
+        path = tmp_path / f"round{round_}" / "state.sqlite"
+        barrier, results = context.Barrier(4), context.Queue()
+        openers = [context.Process(target=_open_caps, args=(str(path), barrier, results)) for _ in range(4)]
+        for opener in openers:
+            opener.start()
+        for opener in openers:
+            opener.join(30)
+        outcomes = sorted(results.get(timeout=5) for _ in openers)
+        assert outcomes == ["already challenged for this relay"] * 3 + ["taken"], outcomes  # and exactly one mail

@@ -9,6 +9,7 @@ per hour), and rows older than the longest window are pruned.
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 import threading
 import time
@@ -84,9 +85,14 @@ class Caps:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                                    check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        # Processes opening a new database at once would race to switch it to
+        # WAL, and SQLite answers the loser "database is locked" at once
+        # instead of waiting: so the setup takes turns.
+        with open(f"{path}.setup-lock", "a") as turn:
+            fcntl.flock(turn, fcntl.LOCK_EX)  # released when the file closes
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
         self._db.execute("PRAGMA synchronous=NORMAL")  # a crash may lose the last counts, never corrupt
-        self._db.executescript(_SCHEMA)
 
     def take(self, sender: str, relay: str) -> str | None:
         """Reserve a challenge for (sender, relay): None if it may go, else the cap that stops it."""
