@@ -10,6 +10,8 @@ TOMBSTONE_DAYS = 400
 SEEN_REFRESH_SECONDS = 24 * 3600
 #: How often recorded hits are written to disk.
 SEEN_FLUSH_SECONDS = 30.0
+#: Without inotify, every directory's mtime is checked once per this many seconds ([store] sweep_seconds).
+SWEEP_SECONDS = 60.0
 
 DNS_LISTEN = "127.0.0.1:5353"
 POLICY_LISTEN = "127.0.0.1:10040"

@@ -30,7 +30,7 @@ class StoreSettings:
     #: Without inotify (watch_tree off, or a tree too large to watch), every
     #: directory's mtime is checked once per this many seconds, so hand edits
     #: show within it; 0 switches the sweep off (hand edits then need a restart).
-    sweep_seconds: float = 60.0
+    sweep_seconds: float = defaults.SWEEP_SECONDS
 
 
 def default_home() -> Path:

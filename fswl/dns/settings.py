@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fswl import defaults
+from fswl.dns.cache import CACHE_ENTRIES
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class DnsSettings:
     #: UDP replies remembered for repeated questions (about 250 bytes each;
     #: emptied on any change to the list and every minute); 0 switches the
     #: cache off.
-    reply_cache: int = 250_000
+    reply_cache: int = CACHE_ENTRIES
 
     def ns_names(self) -> tuple[str, ...]:
         return tuple(self.ns) or (f"ns.{self.zone}",)

@@ -22,8 +22,9 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
+from fswl import defaults
 from fswl.index import snapshot
-from fswl.index.loader import directory_mtime, load_all, refresh_directory, reload_logged
+from fswl.index.loader import changed_directories, load_all, refresh_directory, reload_logged
 from fswl.store.changelog import ChangeFollower
 from fswl.index.memory import MemoryIndex
 from fswl.names import IPAddress
@@ -37,8 +38,6 @@ WATCHED_EVENTS = [FileCreatedEvent, DirCreatedEvent, FileDeletedEvent, DirDelete
 APPLY_SECONDS = 0.05
 #: How often the change log is read when no inotify event wakes the index.
 FOLLOW_SECONDS = 0.2
-#: Without inotify, every directory's mtime is checked once per this many seconds (hand edits show within it).
-SWEEP_SECONDS = 60.0
 #: The fix to print when inotify cannot watch every directory of db/.
 WATCH_LIMIT_HINT = (
     "db/ has too many directories to watch within fs.inotify.max_user_watches, so edits made by hand "
@@ -51,7 +50,7 @@ class Index(MemoryIndex):
     """A MemoryIndex of one store, loaded at start and updated by file-system events."""
 
     def __init__(self, whitelist: Whitelist, changelog: str | os.PathLike[str] | None = None,
-                 watch: bool = True, snapshot_path: Path | None = None, sweep_seconds: float = SWEEP_SECONDS) -> None:
+                 watch: bool = True, snapshot_path: Path | None = None, sweep_seconds: float = defaults.SWEEP_SECONDS) -> None:
         super().__init__(whitelist.tree)
         #: Where the index is saved for a quick restart (None: never saved).
         self.snapshot_path = snapshot_path
@@ -206,9 +205,7 @@ class Index(MemoryIndex):
             self._sweep_share = max(1, math.ceil(len(self._sweep_queue) * FOLLOW_SECONDS / self.sweep_seconds))
         share = self._sweep_queue[-self._sweep_share:]
         del self._sweep_queue[-self._sweep_share:]
-        db, stamps = self.tree.db, self.stamps
-        changed = [rel for rel in share
-                   if (known := stamps.get(rel)) is not None and (not known or directory_mtime(db, rel) != known)]
+        changed = changed_directories(self.tree.db, self.stamps, share)
         if changed:
             with self.lock:
                 for rel in sorted(changed, key=lambda r: (r.count("/"), r)):

@@ -6,6 +6,7 @@ import logging
 import os
 import stat
 import time
+from typing import Iterable
 
 from fswl.errors import BadName, BadSender, UnsafePath
 from fswl.index.memory import WIDTH, MemoryIndex
@@ -222,6 +223,12 @@ def directory_mtime(db: str, rel: str) -> int | None:
         return os.stat(f"{db}/{rel}" if rel else db).st_mtime_ns
     except OSError:
         return None
+
+
+def changed_directories(db: str, stamps: dict[str, int], rels: Iterable[str]) -> list[str]:
+    """Those of ``rels`` whose mtime is not the one stamped when they were read (or was racy): to read again."""
+    return [rel for rel in rels
+            if (known := stamps.get(rel)) is not None and (not known or directory_mtime(db, rel) != known)]
 
 
 def refresh_directory(index: MemoryIndex, rel: str) -> None:

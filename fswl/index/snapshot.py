@@ -27,7 +27,7 @@ from pathlib import Path
 
 from sortedcontainers import SortedList
 
-from fswl.index.loader import directory_mtime, refresh_directory
+from fswl.index.loader import changed_directories, refresh_directory
 from fswl.index.memory import MemoryIndex
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def load(index: MemoryIndex, path: Path) -> int | None:
     if state is None:
         return None
     db = index.tree.db
-    stale = [rel for rel, mtime in state["stamps"].items() if not mtime or directory_mtime(db, rel) != mtime]
+    stale = changed_directories(db, state["stamps"], state["stamps"])
     if len(stale) > STALE_SHARE * len(state["stamps"]):
         log.info("index snapshot: %d of %d directories changed; reading db/ instead", len(stale), len(state["stamps"]))
         return None
