@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 EDNS_PAYLOAD = 1232
 #: Without EDNS0, RFC 1035's limit.
 CLASSIC_PAYLOAD = 512
+#: Without EDNS0 a UDP reply is at most this many times its query's size, else TC=1 (and TCP). A plain
+#: query has no cookie and nothing else to show its source is real: what a forged one gets back stays small.
+PLAIN_UDP_RATIO = 3
 NOERROR = RCODE.NOERROR
 # Plain ints for the hot path: every QTYPE.X is a Python-level __getattr__ call in dnslib.
 _QTYPE_A, _QTYPE_TXT, _QTYPE_ANY = int(QTYPE.A), int(QTYPE.TXT), int(QTYPE.ANY)
@@ -54,14 +57,13 @@ class WhitelistResolver:
         self.on_miss = on_miss if settings.challenge_on_miss else None
         self.info = answers.info_text(base_url)
         #: The hand-written reader and writer of the common query (fswl.dns.wire).
-        self.fast = FastPath(self, EDNS_PAYLOAD, CLASSIC_PAYLOAD)
+        self.fast = FastPath(self, EDNS_PAYLOAD, CLASSIC_PAYLOAD, PLAIN_UDP_RATIO)
         #: Whether decide() may take the IPv4 shortcut (tests switch it off to compare).
         self.shortcuts = True
 
     def resolve(self, request: DNSRecord, handler: object = None) -> DNSRecord:
         """The reply to one request (dnslib's resolver interface)."""
-        reply = request.reply(ra=0, aa=1)
-        reply.header.rd = request.header.rd
+        reply = answers.reply_to(request)
         if request.header.opcode != OPCODE.QUERY:
             reply.header.rcode = RCODE.NOTIMP
             reply.header.aa = 0
@@ -99,7 +101,8 @@ class WhitelistResolver:
         if rtype == QTYPE.A:
             reply.add_answer(RR(reply.q.qname, QTYPE.A, ttl=self.settings.ttl, rdata=A(value)))
         elif rtype == QTYPE.TXT:
-            reply.add_answer(RR(reply.q.qname, QTYPE.TXT, ttl=self.settings.ttl, rdata=TXT(value)))
+            text = TXT(answers.txt_chunks(value))
+            reply.add_answer(RR(reply.q.qname, QTYPE.TXT, ttl=self.settings.ttl, rdata=text))
         else:
             reply.add_auth(self._soa_rr(self.settings.negative_ttl))
 
@@ -258,7 +261,8 @@ class WhitelistResolver:
             for name in self.settings.ns_names():
                 reply.add_answer(RR(qname, QTYPE.NS, ttl=self.settings.ttl, rdata=NS(name)))
         elif qtype == QTYPE.TXT:
-            reply.add_answer(RR(qname, QTYPE.TXT, ttl=self.settings.ttl, rdata=TXT(self.info)))
+            text = TXT(answers.txt_chunks(self.info))
+            reply.add_answer(RR(qname, QTYPE.TXT, ttl=self.settings.ttl, rdata=text))
         else:
             reply.add_auth(self._soa_rr(self.settings.negative_ttl))
 

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING
 
 from dnslib import DNSError, DNSLabelError, DNSRecord, QTYPE, RCODE
 
+from fswl.dns.answers import reply_to
 from fswl.dns.cache import CACHE_ENTRIES, ReplyCache
 from fswl.dns.datagrams import open_datagrams
 from fswl.dns.ratelimit import RateLimiter
-from fswl.dns.resolver import CLASSIC_PAYLOAD, EDNS_PAYLOAD, WhitelistResolver
+from fswl.dns.resolver import CLASSIC_PAYLOAD, EDNS_PAYLOAD, PLAIN_UDP_RATIO, WhitelistResolver
 
 if TYPE_CHECKING:
     from fswl.dns.transfer import ZoneTransfer
@@ -38,8 +39,9 @@ def answer_datagram(resolver: WhitelistResolver, data: bytes, payload_limit: int
 
     Garbage gets no reply; a packet with a readable header but a bad body gets
     a bare FORMERR header, never longer than what was sent. Replies that do
-    not fit the client's payload (512, or its EDNS0 size up to 1232) go out
-    truncated (TC=1), so the client retries over TCP.
+    not fit the client's payload (its EDNS0 size up to 1232; without EDNS0,
+    512 and at most PLAIN_UDP_RATIO times the query) go out truncated
+    (TC=1), so the client retries over TCP or with EDNS0.
     """
     fast = getattr(resolver, "fast", None)
     if fast is not None:
@@ -67,7 +69,7 @@ def answer_datagram(resolver: WhitelistResolver, data: bytes, payload_limit: int
     except Exception:  # fail safe: one odd question must not take the responder down
         log.exception("resolving %s failed", request.q.qname if request.questions else "?")
         return _formerr(data, RCODE.SERVFAIL)
-    limit = payload_limit or _payload_limit(request)
+    limit = payload_limit or _payload_limit(request, len(data))
     if len(wire) > limit:
         reply.rr, reply.auth = [], []
         reply.ar = [rr for rr in reply.ar if rr.rtype == QTYPE.OPT]
@@ -76,11 +78,11 @@ def answer_datagram(resolver: WhitelistResolver, data: bytes, payload_limit: int
     return wire
 
 
-def _payload_limit(request: DNSRecord) -> int:
+def _payload_limit(request: DNSRecord, query_bytes: int) -> int:
     for rr in request.ar:
         if rr.rtype == QTYPE.OPT:
             return max(CLASSIC_PAYLOAD, min(rr.rclass, EDNS_PAYLOAD))
-    return CLASSIC_PAYLOAD
+    return min(CLASSIC_PAYLOAD, PLAIN_UDP_RATIO * query_bytes)
 
 
 def _formerr(data: bytes, rcode: int = RCODE.FORMERR) -> bytes | None:
@@ -245,6 +247,6 @@ def _framed(wire: bytes) -> bytes:
 
 
 def _refused(request: DNSRecord) -> bytes:
-    reply = request.reply(ra=0, aa=0)
+    reply = reply_to(request, aa=0)
     reply.header.rcode = RCODE.REFUSED
     return reply.pack()

@@ -29,7 +29,6 @@ from fswl.dns import answers
 from fswl.dns.settings import DnsSettings
 from fswl.errors import BadInput
 from fswl.export.names import ExportNames
-from fswl.export.zone import TXT_CHUNK
 from fswl.store.tree import Tree
 
 log = logging.getLogger(__name__)
@@ -146,18 +145,17 @@ def _records(tree: Tree, settings: DnsSettings, base_url: str, zone: DNSLabel) -
 
 
 def _message(request: DNSRecord, records: list[RR]) -> bytes:
-    reply = request.reply(ra=0, aa=1)
+    reply = answers.reply_to(request, aa=1)
     reply.rr = list(records)
     return reply.pack()
 
 
 def _txt(text: str) -> TXT:
-    data = text.encode("utf-8", "surrogateescape")
-    return TXT([data[i:i + TXT_CHUNK] for i in range(0, len(data), TXT_CHUNK)] or [b""])
+    return TXT(answers.txt_chunks(text))
 
 
 def _rcode(request: DNSRecord, rcode: int) -> bytes:
-    reply = request.reply(ra=0, aa=0)
+    reply = answers.reply_to(request, aa=0)
     reply.header.rcode = rcode
     return reply.pack()
 

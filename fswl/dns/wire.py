@@ -31,8 +31,6 @@ HEADER_BYTES = 12
 _COUNTS_PLAIN = b"\x00\x01\x00\x00\x00\x00\x00\x00"
 _COUNTS_EDNS = b"\x00\x01\x00\x00\x00\x00\x00\x01"
 _QTYPES = {b"\x00\x01\x00\x01": QTYPE_A, b"\x00\x10\x00\x01": QTYPE_TXT, b"\x00\xff\x00\x01": QTYPE_ANY}
-#: Longest TXT character-string; longer texts go through dnslib.
-_TXT_STRING = 255
 #: SOA records remembered by the question's last labels (what compression depends on).
 SOA_CACHE_SIZE = 4096
 #: Pointer to the question name, right after the header.
@@ -42,10 +40,13 @@ _QNAME_POINTER = b"\xc0\x0c"
 class FastPath:
     """Reads the common query and writes its reply for one resolver; None means "ask dnslib"."""
 
-    def __init__(self, resolver: WhitelistResolver, edns_payload: int, classic_payload: int) -> None:
+    def __init__(self, resolver: WhitelistResolver, edns_payload: int, classic_payload: int,
+                 plain_ratio: int) -> None:
         self.resolver = resolver
         self.edns_payload = edns_payload
         self.classic_payload = classic_payload
+        #: Without EDNS a reply is at most this many times the query (fswl.dns.resolver.PLAIN_UDP_RATIO).
+        self.plain_ratio = plain_ratio
         settings = resolver.settings
         self.zone = tuple(DNSLabel(settings.zone).label)
         self.zone_lower = tuple(label.lower() for label in self.zone)
@@ -100,7 +101,7 @@ class FastPath:
         elif question_end != size:
             return None
         else:
-            limit = self.classic_payload
+            limit = min(self.classic_payload, self.plain_ratio * size)
         if payload_limit is not None:
             limit = payload_limit
         width = self.width
@@ -114,17 +115,18 @@ class FastPath:
         if decision is None:
             return None
         rcode, rtype, value = decision
-        head = data[:2] + bytes((0x84 | (data[2] & 0x01), (data[3] & 0x30) | rcode))
+        head = data[:2] + bytes((0x84 | (data[2] & 0x01), rcode))  # QR AA and the query's RD; never AD or CD
         question = data[HEADER_BYTES:question_end]
         if rtype == QTYPE_A:
             record = _QNAME_POINTER + b"\x00\x01\x00\x01" + self.ttl + b"\x00\x04" + _packed_ipv4(value)
             body = b"\x00\x01\x00\x01\x00\x00"
         elif rtype == QTYPE_TXT:
             text = value.encode("utf-8")
-            if len(text) > _TXT_STRING:
-                return None
-            record = (_QNAME_POINTER + b"\x00\x10\x00\x01" + self.ttl + struct.pack("!HB", len(text) + 1, len(text))
-                      + text)
+            if len(text) > answers.TXT_CHUNK:  # several character-strings, as every TXT writer splits them
+                text = b"".join(bytes((len(chunk),)) + chunk for chunk in answers.txt_chunks(value))
+            else:
+                text = bytes((len(text),)) + text
+            record = _QNAME_POINTER + b"\x00\x10\x00\x01" + self.ttl + struct.pack("!H", len(text)) + text
             body = b"\x00\x01\x00\x01\x00\x00"
         else:
             tail = starts[max(0, count - self.suffix_limit)]  # all the SOA's names could point into

@@ -6,12 +6,11 @@ from functools import lru_cache
 from typing import Callable, Iterable, TextIO
 
 from fswl.dns import answers
+from fswl.dns.answers import TXT_CHUNK, txt_chunks
 from fswl.dns.names import escape_label
 from fswl.dns.settings import DnsSettings
 from fswl.export.names import ExportNames, Record
 
-#: RFC 1035: one TXT character-string holds at most 255 octets.
-TXT_CHUNK = 255
 #: Labels repeat (address octets, domains): their escaped forms are remembered.
 LABEL_CACHE_SIZE = 65536
 
@@ -51,9 +50,7 @@ def txt_strings(text: str) -> str:
     """TXT data in presentation form: quoted strings of at most 255 octets, odd bytes as \\ddd."""
     if len(text) <= TXT_CHUNK and text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
         return f'"{text}"'  # the common case, without a pass per byte
-    data = text.encode("utf-8", "surrogateescape")
-    chunks = [data[i:i + TXT_CHUNK] for i in range(0, len(data), TXT_CHUNK)] or [b""]
-    return " ".join('"' + "".join(_txt_char(byte) for byte in chunk) + '"' for chunk in chunks)
+    return " ".join('"' + "".join(_txt_char(byte) for byte in chunk) + '"' for chunk in txt_chunks(text))
 
 
 def _txt_char(byte: int) -> str:
