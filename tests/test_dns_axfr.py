@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import shutil
 import socket
@@ -156,3 +157,22 @@ def test_a_stalled_secondary_is_dropped_and_transfers_take_turns(tmp_path: Path)
     ended = asyncio.run(three_stalled())
     assert ended[1] < 5 and ended[2] >= ended[0] + 0.9  # two at once; the third waited its turn
     assert wait_for(lambda: not transfer_processes(), seconds=5)  # each child was stopped
+
+
+def test_completed_transfers_log_success_also_when_several_run_at_once(tmp_path: Path) -> None:
+    """The child's exit status survives transfers running side by side (no "exited with 255")."""
+    home = make_home(tmp_path / "home", ["127.0.0.0/8"])
+    log: list[str] = []
+    rounds = 6
+    with fswl_serve(home.root, "dns", log=log) as port:
+        def one() -> int:
+            return len(list(dns.query.xfr("127.0.0.1", ZONE, port=port, timeout=20)))
+
+        assert one() > 0  # one alone
+        for _ in range(rounds):  # two at once: the most that run side by side (MAX_TRANSFERS)
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                assert all(messages > 0 for messages in pool.map(lambda _: one(), range(2)))
+        finished = lambda: [line for line in log if "AXFR" in line and "finished" in line]  # noqa: E731
+        assert wait_for(lambda: len(finished()) == 1 + 2 * rounds, seconds=10), "".join(log)
+    assert not [line for line in log if "failed" in line or "Unknown child" in line or "ERROR" in line], "".join(log)
+    assert f"AXFR of {ZONE}. to 127.0.0.1 finished: " in finished()[0]

@@ -19,6 +19,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
@@ -91,25 +92,49 @@ class ZoneTransfer:
                 sys.executable, "-P", "-m", "fswl.dns.transfer", str(self.serial()), self.base_url,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                 env={**os.environ, "FSWL_HOME": str(self.home)})
+            sent = 0
+            whole = False
             try:
                 assert child.stdin is not None and child.stdout is not None
                 child.stdin.write(bytes(request.pack()))
                 child.stdin.close()
                 while chunk := await child.stdout.read(RELAY_CHUNK):
                     writer.write(chunk)
+                    sent += len(chunk)
                     await asyncio.wait_for(writer.drain(), self.stall_seconds)
+                whole = True
             except asyncio.TimeoutError:
                 log.warning("AXFR of %s to %s dropped: the secondary read nothing for %.0f s",
                             self.zone, host, self.stall_seconds)
                 writer.close()
                 return
             finally:
-                if child.returncode is None:
-                    child.kill()  # the secondary went away: nobody reads the rest
+                if not whole and child.returncode is None:
+                    _kill(child.pid)  # the secondary went away: nobody reads the rest
+                # At the end of its output the child is exiting by itself: wait, never kill (that was
+                # a SIGKILL racing its exit) and never poll (the loop's child watcher reaps it).
                 status = await child.wait()
         if status:
             log.error("AXFR of %s to %s failed: the transfer process exited with %d", self.zone, host, status)
             writer.close()  # the stream ended early: closing says so at once, and the secondary retries
+        else:
+            log.warning("AXFR of %s to %s finished: %d bytes", self.zone, host, sent)
+
+
+def _kill(pid: int) -> None:
+    """SIGKILL a transfer child that may have exited meanwhile.
+
+    Not Process.kill(): that is Popen.send_signal(), which first polls, so
+    it can reap the child before the event loop's child watcher does; the
+    watcher then finds no child ("Unknown child process pid") and reports
+    255 for a transfer that went well. Until the watcher reaps it the pid
+    stays ours (a zombie at worst), and it reaps only just before setting
+    the return code checked first, so the signal cannot reach another process.
+    """
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def zone_messages(tree: Tree, settings: DnsSettings, base_url: str, serial: int,

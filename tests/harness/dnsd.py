@@ -19,16 +19,18 @@ START_SECONDS = 30
 
 
 @contextmanager
-def serve(home: Path, *services: str, args: tuple[str, ...] = ()) -> Iterator[dict[str, int]]:
+def serve(home: Path, *services: str, args: tuple[str, ...] = (),
+          log: list[str] | None = None) -> Iterator[dict[str, int]]:
     """`fswl serve SERVICES... ARGS` (each listening as fswl.toml or ARGS say); yields {service: port}.
 
     What the server says after it started is drained in the background (a
-    full pipe would stall it) and shown if it exits with an error.
+    full pipe would stall it) and shown if it exits with an error; ``log``,
+    if given, collects those lines for the test to read.
     """
     env = {**os.environ, "FSWL_HOME": str(home)}
     process = subprocess.Popen([sys.executable, "-m", "fswl", "serve", *services, *args],
                                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=REPO)
-    lines: list[str] = []
+    lines: list[str] = [] if log is None else log
     ports: dict[str, int] = {}
     deadline = time.monotonic() + START_SECONDS
     assert process.stderr is not None
@@ -60,7 +62,8 @@ def serve(home: Path, *services: str, args: tuple[str, ...] = ()) -> Iterator[di
 
 
 @contextmanager
-def fswl_serve(home: Path, service: str, listen: str = "127.0.0.1:0") -> Iterator[int]:
+def fswl_serve(home: Path, service: str, listen: str = "127.0.0.1:0",
+               log: list[str] | None = None) -> Iterator[int]:
     """Run `fswl serve SERVICE --listen LISTEN`; yield the port it bound; stop it with SIGTERM."""
-    with serve(home, service, args=("--listen", listen)) as ports:
+    with serve(home, service, args=("--listen", listen), log=log) as ports:
         yield ports[service]
