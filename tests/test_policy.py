@@ -75,6 +75,8 @@ CASES = [
     ("exempt-recipient", request(sender="bob@example.org", recipient="abuse@abuse.example"), "DUNNO"),
     ("exempt-sender", request(sender="x@partner.example"), "DUNNO"),
     ("unknown-client", request(client="unknown", sender="bob@example.org"), "DUNNO"),
+    ("scoped-client", request(client="fe80::1%eth0", sender="bob@example.org"), "DUNNO"),  # link-local: no relay
+    ("scoped-v4-mapped", request(client="::ffff:57.129.134.99%2", sender="bob@example.org"), "DUNNO"),
     ("bad-sender", request(sender="not an address"), "DUNNO"),
     ("no-equals", b"request=smtpd_access_policy\nthis line is wrong\n\n", "DUNNO"),
     ("repeated", b"sender=a@b.org\nsender=c@d.org\n\n", "DUNNO"),
@@ -109,6 +111,30 @@ def test_a_100kB_request_fails_open_and_the_server_lives_on(policy) -> None:
     huge_line = b"sender=" + b"a" * 200_000 + b"\n\n"
     assert converse(port, huge_line) == ["DUNNO"]
     assert converse(port, request()) == ["DUNNO"]
+
+
+@pytest.mark.parametrize("ending", [b"\r\n", b"\n"], ids=["crlf", "lf"])
+def test_either_line_ending_is_answered_at_once(policy, ending: bytes) -> None:
+    """A client ending lines with CR LF is answered at once, not after the idle timeout."""
+    _, port = policy
+    started = time.monotonic()
+    crlf = [request(), request(sender="bob@example.org"), b"request=smtpd_access_policy\n\n", b"\n"]
+    payloads = [p.replace(b"\n", ending) for p in crlf]
+    for payload, expected in zip(payloads, ["DUNNO", "451", "DUNNO", "DUNNO"]):
+        assert [a.split(" ")[0] for a in converse(port, payload)] == [expected]
+    pipelined = converse(port, b"".join(payloads), replies=4)
+    assert [a.split(" ")[0] for a in pipelined] == ["DUNNO", "451", "DUNNO", "DUNNO"]
+    assert time.monotonic() - started < 60  # converse's socket timeout is 10 s; the idle timeout 300 s
+
+
+def test_a_scoped_client_address_is_no_relay() -> None:
+    from fswl.policy.rules import Rules
+    from fswl.policy.settings import PolicySettings
+
+    rules = Rules(PolicySettings(), "http://127.0.0.1:8025")
+    for client in ("fe80::1%eth0", "fe80::1%25", "2001:db8::1%0"):
+        decision = rules.screen({"client_address": client, "sender": "bob@example.org"})
+        assert decision.action == "DUNNO" and not decision.challenge and "scope" in decision.reason
 
 
 def test_half_closed_and_abandoned_connections(policy) -> None:

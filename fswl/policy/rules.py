@@ -39,6 +39,8 @@ class Rules:
     def screen(self, request: dict[str, str]) -> Decision:
         """Everything decided before a lookup: final if it has an action, else what to look up."""
         client = request.get("client_address", "")
+        if "%" in client:  # fe80::1%eth0: a link-local neighbour, not a relay anyone could list or verify
+            return Decision("DUNNO", f"client_address {client[:45]!r} has a scope id; not a relay")
         try:
             address = parse_address(client)
         except BadRelay:

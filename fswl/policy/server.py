@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 IDLE_SECONDS = 300.0
 #: The answer whenever fswl cannot decide: never block mail because of fswl.
 FAIL_OPEN = "DUNNO"
+#: The line that ends a request, as either kind of client ends its lines.
+_EMPTY_LINES = (b"\n", b"\r\n")
 
 
 class PolicyServer:
@@ -65,17 +67,30 @@ class PolicyServer:
     async def _read_request(self, reader: asyncio.StreamReader) -> tuple[list[bytes] | None, bool]:
         """One request's lines; (None, _) at end of stream; ([], False) when over the size limit.
 
-        One read per request, under one timeout scope: a wait_for per line
-        (a task and a timer each) cost more than the whole lookup.
+        Lines end with LF, as Postfix sends them, or CR LF, as a hand-written
+        client may: the first line says which, and the rest is then read up
+        to the empty line in one go. A read per line cost more than the
+        lookup, and so did a wait_for (a task and a timer) per read: all
+        reads of a request share one timeout scope.
         """
         try:
             async with asyncio.timeout(IDLE_SECONDS):
-                block = await reader.readuntil(b"\n\n")
+                first = await reader.readuntil(b"\n")
+                if first in _EMPTY_LINES:
+                    return [], True
+                end = b"\r\n\r\n" if first.endswith(b"\r\n") else b"\n\n"
+                # The empty line may come at once; one byte says so without splitting the terminator.
+                byte = await reader.readexactly(1)
+                if byte == b"\r":
+                    byte += await reader.readexactly(1)
+                if byte in _EMPTY_LINES:
+                    return [first], True
+                block = first + byte + await reader.readuntil(end)
         except asyncio.IncompleteReadError:
             return None, True  # EOF, also mid-request: Postfix went away
         except asyncio.LimitOverrunError:
             return [], False
-        return block[:-2].split(b"\n"), True
+        return block[:-len(end)].split(b"\n"), True  # parse_request drops each line's CR
 
     async def _answer(self, lines: list[bytes]) -> str:
         try:
