@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING
 
 from dnslib import DNSError, DNSLabelError, DNSRecord, QTYPE, RCODE
 
+from fswl.connections import ConnectionCap
 from fswl.dns.answers import reply_to
 from fswl.dns.cache import CACHE_ENTRIES, ReplyCache
 from fswl.dns.datagrams import open_datagrams
 from fswl.dns.ratelimit import RateLimiter
 from fswl.dns.resolver import CLASSIC_PAYLOAD, EDNS_PAYLOAD, PLAIN_UDP_RATIO, WhitelistResolver
+from fswl.dns.settings import DnsSettings
 
 if TYPE_CHECKING:
     from fswl.dns.transfer import ZoneTransfer
@@ -24,8 +26,8 @@ log = logging.getLogger(__name__)
 
 #: Header bytes of a DNS message: the least a FORMERR reply needs.
 HEADER_BYTES = 12
-#: A TCP client that sends nothing for this long is dropped.
-TCP_IDLE_SECONDS = 10.0
+#: Connections the kernel queues for accept(); a burst beyond the default 100 would wait out SYN retries.
+TCP_BACKLOG = 1024
 #: TCP messages are at most this long (RFC 1035 length prefix).
 MAX_TCP_MESSAGE = 65535
 #: Longer UDP queries are answered afresh each time (no real question is this long; junk must not fill the cache).
@@ -166,7 +168,8 @@ class DnsServer:
 
     def __init__(self, resolver: WhitelistResolver, host: str, port: int, rrl_per_second: int = 0,
                  reuse_port: bool = False, transfer: ZoneTransfer | None = None,
-                 reply_cache: int = CACHE_ENTRIES) -> None:
+                 reply_cache: int = CACHE_ENTRIES, tcp_cap: ConnectionCap | None = None,
+                 tcp_idle_seconds: float = DnsSettings.tcp_idle_seconds) -> None:
         self.resolver = resolver
         self.host = host
         self.port = port
@@ -174,6 +177,10 @@ class DnsServer:
         self.limiter = RateLimiter(rrl_per_second) if rrl_per_second else None
         self.transfer = transfer
         self.reply_cache = reply_cache
+        #: Held TCP connections, per client and in total ([dns] tcp_connections...).
+        self.tcp_cap = tcp_cap or ConnectionCap("dns", DnsSettings.tcp_connections,
+                                                DnsSettings.tcp_connections_per_client)
+        self.tcp_idle_seconds = tcp_idle_seconds
         self._udp: _UdpLoop | None = None
         self._tcp: asyncio.base_events.Server | None = None
 
@@ -186,8 +193,10 @@ class DnsServer:
         self.port = udp.getsockname()[1]  # port 0: the kernel's choice, shared with TCP
         self._udp = _UdpLoop(udp, self.resolver, self.limiter, self.reply_cache)
         self._udp.start()
-        self._tcp = await asyncio.start_server(self._serve_tcp, self.host, self.port, reuse_address=True,
-                                               reuse_port=self.reuse_port or None)
+        self.tcp_cap.reserve_descriptors()
+        self._tcp = await asyncio.start_server(self.tcp_cap.wrap(self._serve_tcp), self.host, self.port,
+                                               reuse_address=True, reuse_port=self.reuse_port or None,
+                                               backlog=TCP_BACKLOG)
 
     async def stop(self) -> None:
         if self._udp is not None:
@@ -195,14 +204,16 @@ class DnsServer:
         if self._tcp is not None:
             self._tcp.close()
             await self._tcp.wait_closed()
+        self.tcp_cap.close()
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("?", 0)
+        idle = self.tcp_idle_seconds
         try:
             while True:
-                prefix = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_SECONDS)
+                prefix = await asyncio.wait_for(reader.readexactly(2), idle)
                 (length,) = struct.unpack("!H", prefix)
-                data = await asyncio.wait_for(reader.readexactly(length), TCP_IDLE_SECONDS)
+                data = await asyncio.wait_for(reader.readexactly(length), idle)
                 request = _transfer_request(data)
                 if request is not None:
                     await self._transfer(request, peer[0], writer)

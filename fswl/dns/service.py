@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from fswl.connections import ConnectionCap
 from fswl.dns import workers
 from fswl.dns.resolver import WhitelistResolver
 from fswl.dns.server import DnsServer
@@ -41,8 +42,10 @@ class DnsService:
             from fswl.dns.transfer import ZoneTransfer
 
             transfer = ZoneTransfer(self.runtime.home.root, self.settings, self.runtime.base_url, lambda: index.serial)
+        cap = ConnectionCap("dns", self.settings.tcp_connections, self.settings.tcp_connections_per_client)
         self.server = DnsServer(resolver, self.host, self.port, self.settings.rrl_per_second, reuse_port=reuse_port,
-                                transfer=transfer, reply_cache=self.settings.reply_cache)
+                                transfer=transfer, reply_cache=self.settings.reply_cache, tcp_cap=cap,
+                                tcp_idle_seconds=self.settings.tcp_idle_seconds)
         await self.server.start()
         self.port = self.server.port
         if self.workers > 1:

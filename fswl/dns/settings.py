@@ -41,6 +41,12 @@ class DnsSettings:
     #: emptied on any change to the list and every minute); 0 switches the
     #: cache off.
     reply_cache: int = CACHE_ENTRIES
+    #: TCP connections held at once, in total and from one client address;
+    #: over either, a new connection is closed at once. 0: no cap.
+    tcp_connections: int = 1000
+    tcp_connections_per_client: int = 50
+    #: A TCP client that sends nothing for this long is dropped.
+    tcp_idle_seconds: float = 10.0
 
     def ns_names(self) -> tuple[str, ...]:
         return tuple(self.ns) or (f"ns.{self.zone}",)

@@ -7,6 +7,7 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
+from fswl.connections import ConnectionCap
 from fswl.policy.protocol import MAX_REQUEST_BYTES, BadRequest, format_action, parse_request
 from fswl.policy.rules import Decision, Rules
 
@@ -17,6 +18,8 @@ log = logging.getLogger(__name__)
 
 #: Postfix keeps policy connections open between messages; drop idle ones after this.
 IDLE_SECONDS = 300.0
+#: Connections the kernel queues for accept(): a burst of smtpd processes must not wait out SYN retries.
+BACKLOG = 1024
 #: The answer whenever fswl cannot decide: never block mail because of fswl.
 FAIL_OPEN = "DUNNO"
 #: The line that ends a request, as either kind of client ends its lines.
@@ -31,23 +34,30 @@ class PolicyServer:
         self.rules = rules
         self.listen = listen
         self.server: asyncio.base_events.Server | None = None
+        settings = rules.settings
+        #: Held connections ([policy] connections, connections_per_client; unix sockets: the total only).
+        self.cap = ConnectionCap("policy", settings.connections, settings.connections_per_client)
 
     async def start(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, lambda: self.runtime.index)
+        self.cap.reserve_descriptors()
+        serve = self.cap.wrap(self._serve)
         if isinstance(self.listen, str):
             if os.path.exists(self.listen):
                 os.unlink(self.listen)  # a socket left by a crash
-            self.server = await asyncio.start_unix_server(self._serve, self.listen, limit=MAX_REQUEST_BYTES)
+            self.server = await asyncio.start_unix_server(serve, self.listen, limit=MAX_REQUEST_BYTES,
+                                                          backlog=BACKLOG)
             os.chmod(self.listen, 0o666)
         else:
             host, port = self.listen
-            self.server = await asyncio.start_server(self._serve, host, port, limit=MAX_REQUEST_BYTES)
+            self.server = await asyncio.start_server(serve, host, port, limit=MAX_REQUEST_BYTES, backlog=BACKLOG)
             self.listen = (host, self.server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
+        self.cap.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

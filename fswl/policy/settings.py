@@ -34,3 +34,8 @@ class PolicySettings:
     verp_separators: str = "+="
     #: Local parts longer than this are treated as VERP too.
     verp_min_length: int = 40
+    #: Connections held at once, in total and from one client address (TCP
+    #: only; Postfix holds one per smtpd process); over either, a new
+    #: connection is closed at once. 0: no cap.
+    connections: int = 2000
+    connections_per_client: int = 500
