@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 import struct
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 
 #: Header bytes of a DNS message: the least a FORMERR reply needs.
 HEADER_BYTES = 12
+#: With port 0, tries at a port free for both UDP and TCP.
+PORT_ATTEMPTS = 20
 #: Connections the kernel queues for accept(); a burst beyond the default 100 would wait out SYN retries.
 TCP_BACKLOG = 1024
 #: TCP messages are at most this long (RFC 1035 length prefix).
@@ -186,17 +189,27 @@ class DnsServer:
 
     async def start(self) -> None:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        udp = socket.socket(family, socket.SOCK_DGRAM)
-        if self.reuse_port:
-            udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        udp.bind((self.host, self.port))
-        self.port = udp.getsockname()[1]  # port 0: the kernel's choice, shared with TCP
+        wanted = self.port
+        self.tcp_cap.reserve_descriptors()
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            udp = socket.socket(family, socket.SOCK_DGRAM)
+            if self.reuse_port:
+                udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            try:
+                udp.bind((self.host, wanted))
+                self.port = udp.getsockname()[1]  # port 0: the kernel's choice, shared with TCP
+                self._tcp = await asyncio.start_server(self.tcp_cap.wrap(self._serve_tcp), self.host, self.port,
+                                                       reuse_address=True, reuse_port=self.reuse_port or None,
+                                                       backlog=TCP_BACKLOG)
+            except OSError as exc:
+                udp.close()
+                # The kernel's free UDP port can be taken on TCP: with port 0, ask for another.
+                if wanted or exc.errno != errno.EADDRINUSE or attempt == PORT_ATTEMPTS:
+                    raise
+                continue
+            break
         self._udp = _UdpLoop(udp, self.resolver, self.limiter, self.reply_cache)
         self._udp.start()
-        self.tcp_cap.reserve_descriptors()
-        self._tcp = await asyncio.start_server(self.tcp_cap.wrap(self._serve_tcp), self.host, self.port,
-                                               reuse_address=True, reuse_port=self.reuse_port or None,
-                                               backlog=TCP_BACKLOG)
 
     async def stop(self) -> None:
         if self._udp is not None:
