@@ -76,6 +76,10 @@ def test_unbound_in_front_of_fswl_resolves_a_long_txt(server, tmp_path) -> None:
             assert b"".join(txt_strings(reply)[0]) == LONG_TEXT
         short = udp(resolver, dns.message.make_query(f"dave.umkc.edu.63.134.129.57.{ZONE}", "A", use_edns=0))
         assert [rr.to_text() for rrset in short.answer for rr in rrset] == ["127.0.0.2"]
+        missing = udp(resolver, dns.message.make_query(f"bob.umkc.edu.63.134.129.57.{ZONE}", "A"))
+        assert missing.rcode() == dns.rcode.NXDOMAIN  # minimised QNAMEs walk the empty non-terminals above it
+        apex = udp(resolver, dns.message.make_query(ZONE, "TXT"))  # over plain UDP fswl says TC=1 for this one
+        assert apex.rcode() == dns.rcode.NOERROR and b"/why" in txt_strings(apex)[0][0]
         dig = require("dig")
         out = subprocess.run([dig, "-p", str(resolver), "@127.0.0.1", LONG_NAME, "TXT"], capture_output=True,
                              text=True, timeout=30).stdout
