@@ -96,7 +96,7 @@ class ConnectionCap:
         if self._timer is not None:
             self._unlogged += 1
             return
-        log.warning("%s: closed a TCP connection from %s: %s (further ones are counted, logged once per %.0f s)",
+        log.warning("%s: closed a new connection from %s: %s (further ones are counted, logged once per %.0f s)",
                     self.service, self._last[0], why, LOG_SECONDS)
         self._timer = asyncio.get_running_loop().call_later(LOG_SECONDS, self._report)
 
@@ -104,7 +104,7 @@ class ConnectionCap:
         if not self._unlogged:
             self._timer = None
             return
-        log.warning("%s: closed %d more TCP connections over the caps in the last %.0f s (the last from %s: %s)",
+        log.warning("%s: closed %d more new connections over the caps in the last %.0f s (the last from %s: %s)",
                     self.service, self._unlogged, LOG_SECONDS, *self._last)
         self._unlogged = 0
         self._timer = asyncio.get_running_loop().call_later(LOG_SECONDS, self._report)

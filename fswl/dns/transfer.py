@@ -127,9 +127,10 @@ def _kill(pid: int) -> None:
     Not Process.kill(): that is Popen.send_signal(), which first polls, so
     it can reap the child before the event loop's child watcher does; the
     watcher then finds no child ("Unknown child process pid") and reports
-    255 for a transfer that went well. Until the watcher reaps it the pid
-    stays ours (a zombie at worst), and it reaps only just before setting
-    the return code checked first, so the signal cannot reach another process.
+    255 for a transfer that went well. Until the watcher reaps it, the pid
+    stays ours (a zombie at worst); the watcher reaps it only moments before
+    the return code the caller checked is set, far too soon for the kernel
+    to hand the pid to another process.
     """
     try:
         os.kill(pid, signal.SIGKILL)
