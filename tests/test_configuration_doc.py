@@ -19,6 +19,7 @@ from fswl.sync.node import SyncSettings
 from fswl.verify.settings import VerifySettings
 from fswl.web.settings import WebSettings
 from tests.conftest import REPO
+from tests.harness.docblocks import blocks
 
 TABLES = {
     "store": StoreSettings, "dns": DnsSettings, "policy": PolicySettings, "verify": VerifySettings,
@@ -58,9 +59,8 @@ def test_the_example_file_is_accepted(tmp_path) -> None:
     from fswl.home import Home
     from fswl.verify.verifier import load_settings
 
-    text = (REPO / "docs" / "configuration.md").read_text()
-    example = re.search(r"```toml\n(.*?)```", text, re.S).group(1)
-    (tmp_path / "fswl.toml").write_text(example)
+    example = next(block for block in blocks("configuration.md") if block.lang == "toml")
+    (tmp_path / "fswl.toml").write_text(example.text)
     home = Home(tmp_path)
     for table, cls in TABLES.items():
         if table != "verify":
