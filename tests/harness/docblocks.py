@@ -12,7 +12,9 @@ naming the file it is::
 Renderers use only the first word (the language); a doc author sees from the
 fence that tests/test_doc_snippets.py feeds the block to the program that reads
 that file (postconf, rspamadm, spamassassin, systemd-analyze, cron's shell).
-The tests never keep a copy of a snippet: they take it from here.
+Every ```toml block is a piece of fswl.toml: tests/test_configuration_doc.py
+loads each one as fswl does, with no mark needed. The tests never keep a copy
+of a snippet: they take it from here.
 """
 
 from __future__ import annotations
