@@ -1,26 +1,27 @@
 """The configuration snippets of docs/, taken from the doc text, checked by the programs that read them.
 
 A block marked ``checked`` in its fence (see tests/harness/docblocks.py) is
-fed to postconf/postfix, rspamadm, spamassassin or systemd-analyze here, and
-cron lines are run by tests/test_doc_cron.py; the doc is the only copy.
+fed to postconf/postfix, rspamadm, spamassassin, systemd-analyze, nsd-checkzone or
+sshd; cron lines are run by tests/test_doc_cron.py; the doc is the only copy.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from fswl.home import Home
-from tests.conftest import require
+from tests.conftest import require, run_fswl
 from tests.harness.dnsd import fswl_serve
 from tests.harness.docblocks import Block, all_blocks, checked
 from tests.harness.postfix import configure, documented_restrictions, postfix
+from tests.harness.sshd import Mesh
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +41,10 @@ def kind(block: Block) -> str | None:
         return "systemd"
     if name.startswith("/etc/cron.d/"):
         return "cron"
+    if name.endswith("/authorized_keys"):
+        return "sshd"
+    if name.endswith(".zone"):
+        return "zone"
     return None
 
 
@@ -207,9 +212,48 @@ def test_systemd_analyze_verifies_the_documented_unit(tmp_path: Path, block: Blo
     [program] = re.findall(r"^ExecStart=(\S+)", block.text, re.M)
     installed = root / program.lstrip("/")  # verify wants the program to exist: the installed fswl
     installed.parent.mkdir(parents=True)
-    installed.write_text(f"#!/bin/sh\nexec {Path(os.sys.executable).parent / 'fswl'} \"$@\"\n")
+    installed.write_text(f"#!/bin/sh\nexec {Path(sys.executable).parent / 'fswl'} \"$@\"\n")
     installed.chmod(0o755)
     result = subprocess.run([analyze, "verify", f"--root={root}", unit.name], capture_output=True, text=True,
                             timeout=60)
     # verify exits 0 on unknown keys and bad values, and only says so: any word from it is a fault of the unit.
     assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), result.stdout + result.stderr
+
+
+# -- sshd ----------------------------------------------------------------------
+
+def test_the_documented_forced_command_serves_a_sync_round(tmp_path: Path) -> None:
+    """docs/mirrors.md's authorized_keys line in a real sshd: a round through it carries entries both ways."""
+    require("sshd", "docs/mirrors.md's authorized_keys line is run by sshd")
+    require("ssh-keygen")
+    [block] = checked("mirrors.md", "~fswl/.ssh/authorized_keys")
+    mesh = Mesh(tmp_path / "mesh", ["a", "b"])
+    try:
+        client = Path(f"{mesh.key}.pub").read_text().split()
+        line = block.text.replace("/opt/fswl/bin/fswl", str(Path(sys.executable).parent / "fswl"))
+        line = line.replace("/var/spool/fswl", str(mesh["b"].home))
+        line = re.sub(r"ssh-ed25519 AAAA\.\.\. \S+", " ".join(client[:2]), line)
+        (mesh["b"].sshd.dir / "authorized_keys").write_text(line)
+        Home(mesh["a"].home).whitelist.add("*", "192.0.2.1")
+        Home(mesh["b"].home).whitelist.add("*", LISTED_RELAY)
+        # The client asks for something else: the forced command is what runs.
+        run_fswl(mesh["a"].home, *mesh.peer_args("b")[:-2], "--remote-command", "false", check=True)
+        run_fswl(mesh["a"].home, "sync", "b", check=True)
+        assert Home(mesh["a"].home).whitelist.lookup("x@example.net", LISTED_RELAY) is not None
+        assert Home(mesh["b"].home).whitelist.lookup("x@example.net", "192.0.2.1") is not None
+    finally:
+        mesh.stop()
+
+
+# -- DNS -----------------------------------------------------------------------
+
+def test_nsd_checkzone_accepts_the_documented_delegation(tmp_path: Path) -> None:
+    """docs/dns.md's delegation lines, in a parent zone that has only the SOA and NS every zone needs besides."""
+    checkzone = require("nsd-checkzone", "docs/dns.md's delegation is checked by NSD")
+    [block] = checked("dns.md", "example.org.zone")
+    zone = tmp_path / block.file
+    zone.write_text("$ORIGIN example.org.\n$TTL 3600\n"
+                    "@ IN SOA ns.example.org. hostmaster.example.org. 1 3600 600 604800 300\n"
+                    "@ IN NS ns.example.org.\nns IN A 192.0.2.1\n" + block.text)
+    result = subprocess.run([checkzone, "example.org", str(zone)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "is ok" in result.stdout, result.stdout + result.stderr

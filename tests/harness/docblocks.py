@@ -11,7 +11,8 @@ naming the file it is::
 
 Renderers use only the first word (the language); a doc author sees from the
 fence that tests/test_doc_snippets.py feeds the block to the program that reads
-that file (postconf, rspamadm, spamassassin, systemd-analyze, cron's shell).
+that file (postconf, rspamadm, spamassassin, systemd-analyze, cron's shell,
+sshd, nsd-checkzone).
 Every ```toml block is a piece of fswl.toml: tests/test_configuration_doc.py
 loads each one as fswl does, with no mark needed. The tests never keep a copy
 of a snippet: they take it from here.
@@ -47,9 +48,9 @@ class Block:
 
     @property
     def file(self) -> str | None:
-        """The file named by a first line ``# NAME`` or ``# NAME: what it is``; None without one."""
+        """The file named by a first line ``# NAME`` or ``# NAME: what it is`` (``;`` in a zone file); else None."""
         first = self.text.split("\n", 1)[0]
-        found = re.match(r"# (\S+?):?(?:\s|$)", first)
+        found = re.match(r"[#;] (\S+?):?(?:\s|$)", first)
         return found.group(1) if found else None
 
     def __str__(self) -> str:
