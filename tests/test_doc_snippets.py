@@ -21,6 +21,9 @@ from tests.conftest import require, run_fswl
 from tests.harness.dnsd import fswl_serve
 from tests.harness.docblocks import Block, all_blocks, checked
 from tests.harness.postfix import configure, documented_restrictions, postfix
+from tests.harness.rspamd import confdir as rspamd_confdir
+from tests.harness.rspamd import rspamd
+from tests.harness.rspamd import symbols as rspamd_symbols
 from tests.harness.sshd import Mesh
 
 pytestmark = pytest.mark.integration
@@ -119,29 +122,44 @@ def swaks(port: int, sender: str, relay: str) -> subprocess.CompletedProcess[str
 
 # -- rspamd --------------------------------------------------------------------
 
+def rspamd_files() -> dict[str, str]:
+    blocks = checked("postfix.md", "local.d/rbl.conf") + checked("postfix.md", "local.d/groups.conf")
+    return {block.file: block.text for block in blocks}
+
+
 def test_rspamadm_configtest_accepts_the_documented_local_d_files(tmp_path: Path) -> None:
     """The doc's local.d files dropped into a copy of the system's /etc/rspamd, then checked strictly."""
     rspamadm = require("rspamadm", "docs/postfix.md's rspamd files are checked by rspamd")
-    confdir = tmp_path / "rspamd"
-    shutil.copytree("/etc/rspamd", confdir, symlinks=True)
-    files = checked("postfix.md", "local.d/rbl.conf") + checked("postfix.md", "local.d/groups.conf")
-    for block in files:
-        (confdir / block.file).write_text(block.text)
-    # The stock fuzzy_check resolves rspamd.com's servers: no lookups leave a test, and -s counts their failure.
-    (confdir / "override.d" / "fuzzy_check.conf").write_text("enabled = false;\n")
-    # LOCAL_CONFDIR points the stock includes at the copy; without it they read /etc/rspamd/local.d.
-    command = [rspamadm, f"--var=LOCAL_CONFDIR={confdir}", f"--var=CONFDIR={confdir}"]
-    test = subprocess.run([*command, "configtest", "-s", "-c", str(confdir / "rspamd.conf")],
+    directory, variables = rspamd_confdir(tmp_path, rspamd_files())
+    command = [rspamadm, *variables]
+    test = subprocess.run([*command, "configtest", "-s", "-c", str(directory / "rspamd.conf")],
                           capture_output=True, text=True, timeout=60)
     assert test.returncode == 0 and "syntax OK" in test.stdout and not test.stderr.strip(), test.stdout + test.stderr
     # rspamd took the rule and the score from the doc's files, not from somewhere else.
-    rbl = subprocess.run([*command, "configdump", "-c", str(confdir / "rspamd.conf"), "rbl"],
+    rbl = subprocess.run([*command, "configdump", "-c", str(directory / "rspamd.conf"), "rbl"],
                          capture_output=True, text=True, timeout=60, check=True).stdout
     rule = re.search(r"^    FSWL \{\n(.*?)^    \}", rbl, re.S | re.M)
     assert rule and 'rbl = "wl.example.org";' in rule.group(1) and '"127.0.0.4"' in rule.group(1), rbl
-    groups = subprocess.run([*command, "configdump", "-c", str(confdir / "rspamd.conf"), "group"],
+    groups = subprocess.run([*command, "configdump", "-c", str(directory / "rspamd.conf"), "group"],
                             capture_output=True, text=True, timeout=60, check=True).stdout
     assert re.search(r"FSWL_LISTED_RELAY \{[^}]*weight = -2;", groups), groups
+
+
+@pytest.mark.slow  # a cold rspamd compiles its stock rules first: up to a minute on a busy machine
+def test_rspamd_scores_a_listed_relay_through_fswl_dns(tmp_path: Path, home: Home) -> None:
+    require("rspamd", "docs/postfix.md's rspamd files are run by rspamd")
+    (home.root / "fswl.toml").write_text('[dns]\nzone = "wl.example.org"\n')
+    home.whitelist.add("*", LISTED_RELAY)
+    message = ("Received: from mail.example.net (mail.example.net [{ip}]) by mx.receiver.example;"
+               " Wed, 2 Dec 2026 07:00:00 +0000\nFrom: bob@example.net\nTo: someone@receiver.example\n"
+               "Subject: hello\nDate: Wed, 2 Dec 2026 07:00:00 +0000\nMessage-ID: <1@example.net>\n\nhello\n")
+    with fswl_serve(home.root, "dns") as dns_port:
+        directory, variables = rspamd_confdir(tmp_path, rspamd_files(), dns_port)
+        with rspamd(directory, variables) as port:
+            listed = rspamd_symbols(port, message.format(ip=LISTED_RELAY), LISTED_RELAY)
+            unlisted = rspamd_symbols(port, message.format(ip="198.51.100.9"), "198.51.100.9")
+    assert listed.get("FSWL_LISTED_RELAY") == -2.0, listed
+    assert "FSWL_LISTED_RELAY" not in unlisted, unlisted
 
 
 # -- SpamAssassin --------------------------------------------------------------
