@@ -66,6 +66,9 @@ def test_every_checked_block_is_one_a_checker_reads_and_every_such_block_is_chec
 @pytest.mark.parametrize("block", checked("postfix.md", "main.cf"), ids=str)
 def test_postconf_reads_the_documented_main_cf_as_written(block: Block) -> None:
     require("postconf", "docs/postfix.md's main.cf lines are checked by Postfix")
+    for line in block.text.splitlines():
+        assert line.lstrip().startswith("#") or "#" not in line, (
+            f"{block}: main.cf has no trailing comments, '#' and what follows become part of the value: {line}")
     root = Path(tempfile.mkdtemp(prefix="fswl-postconf-"))
     try:
         instance = configure(root, block.text)
@@ -190,11 +193,16 @@ def test_the_documented_rule_fires_for_a_listed_relay_through_fswl_dns(tmp_path:
     with fswl_serve(home.root, "dns") as port:
         rules = spamassassin_rules(tmp_path, f"dns_server 127.0.0.1:{port}", "dns_available yes")
         hits = {relay: scan(spamassassin, rules, relay) for relay in (LISTED_RELAY, "198.51.100.9")}
+        # What the doc warns of: without its networks, the last external relay is the MX itself (192.0.2.25).
+        doc = (rules / "fswl.cf").read_text()
+        (rules / "fswl.cf").write_text(re.sub(r"^(trusted|internal)_networks .*\n", "", doc, flags=re.M))
+        unaware = scan(spamassassin, rules, LISTED_RELAY, asked="25.2.0.192")
     assert "RCVD_IN_FSWL" in hits[LISTED_RELAY], hits[LISTED_RELAY]
     assert "RCVD_IN_FSWL" not in hits["198.51.100.9"], hits["198.51.100.9"]
+    assert "RCVD_IN_FSWL" not in unaware, unaware
 
 
-def scan(spamassassin: str, rules: Path, relay: str) -> str:
+def scan(spamassassin: str, rules: Path, relay: str, asked: str | None = None) -> str:
     """The rules that fired (comma-separated) for a mail handed by ``relay`` to an MX in the doc's networks."""
     message = (f"Received: from mx.receiver.example (mx.receiver.example [192.0.2.25])\n"
                f"\tby filter.receiver.example with ESMTP id 2; Wed, 2 Dec 2026 07:00:01 +0000\n"
@@ -204,7 +212,8 @@ def scan(spamassassin: str, rules: Path, relay: str) -> str:
                "Date: Wed, 2 Dec 2026 07:00:00 +0000\nMessage-ID: <1@example.net>\n\nhello\n")
     result = subprocess.run([spamassassin, "-t", "-D", "dns,check", "-C", str(rules)], input=message,
                             capture_output=True, text=True, timeout=120)
-    assert f"{'.'.join(reversed(relay.split('.')))}.wl.example.org" in result.stderr, "the rule did not ask fswl"
+    asked = asked or ".".join(reversed(relay.split(".")))
+    assert f"{asked}.wl.example.org" in result.stderr, f"the rule did not ask fswl about {asked}"
     # -C leaves out the stock report template: the debug line names the rules that fired.
     fired = re.search(r"dbg: check: tests=(\S*)", result.stderr)
     assert fired, result.stderr[-3000:]
