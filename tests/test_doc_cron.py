@@ -25,7 +25,7 @@ import pytest
 
 from fswl.home import Home
 from tests.conftest import require, run_fswl
-from tests.harness.docblocks import Block, checked
+from tests.harness.docblocks import Block, all_blocks
 from tests.harness.sshd import Mesh
 
 pytestmark = pytest.mark.integration
@@ -35,8 +35,12 @@ CRON_ENV = {"PATH": "/usr/bin:/bin", "SHELL": "/bin/sh"}  # what Debian's cron g
 DOC_USER = "fswl"
 LISTED_RELAY = "192.0.2.7"
 
-CRON_BLOCKS = (checked("install.md", "/etc/cron.d/fswl") + checked("exports.md", "/etc/cron.d/fswl-export")
-               + checked("exports.md", "/etc/cron.d/fswl-zone") + checked("mirrors.md", "/etc/cron.d/fswl-sync"))
+#: Every checked /etc/cron.d block of docs/ (install.md's expire, exports.md's exports, mirrors.md's sync).
+CRON_BLOCKS = [b for b in all_blocks() if b.checked and (b.file or "").startswith("/etc/cron.d/")]
+
+
+def test_the_docs_cron_lines_are_found() -> None:
+    assert {b.doc for b in CRON_BLOCKS} == {"install.md", "exports.md", "mirrors.md"}, CRON_BLOCKS
 
 
 def lines(block: Block) -> list[tuple[str, str]]:
