@@ -70,7 +70,7 @@ def test_the_example_file_is_accepted(tmp_path) -> None:
 
 @pytest.mark.parametrize("block", [b for b in all_blocks() if b.lang == "toml"], ids=str)
 def test_every_toml_block_of_the_docs_is_accepted_by_fswl(tmp_path, block: Block) -> None:
-    """A ```toml block is a piece of fswl.toml: each of its tables loads as fswl loads it (no unknown key, no bad value)."""
+    """A ```toml block is a piece of fswl.toml: each table loads as fswl loads it (no unknown key, no bad value)."""
     import tomllib
 
     from fswl.config import section

@@ -27,7 +27,7 @@ def free_port() -> int:
 
 
 def confdir(root: Path, files: dict[str, str], dns_port: int | None = None) -> tuple[Path, list[str]]:
-    """``root``/rspamd holding /etc/rspamd and ``files`` (name under it: text); returns it and rspamd's --var options."""
+    """``root``/rspamd: /etc/rspamd plus ``files`` (name under it: text); returns it and rspamd's --var options."""
     directory = root / "rspamd"
     shutil.copytree("/etc/rspamd", directory, symlinks=True)
     for name, text in files.items():
