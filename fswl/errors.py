@@ -61,6 +61,12 @@ class BadCode(FswlError):
     """{}"""
 
 
+# A code that worked once and no longer does (expired, already used), as opposed to one that never worked:
+# the web page answers 410 for these and 404 for every other BadCode, whatever the message says.
+class CodeGone(BadCode):
+    """{}"""
+
+
 class VerifyRefused(FswlError):
     """{}"""
 

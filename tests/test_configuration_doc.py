@@ -1,4 +1,4 @@
-"""docs/configuration.md names every setting of every table, with its default."""
+"""docs/configuration.md names every setting of every table, with its default; fswl loads every toml block of docs/."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from fswl.sync.node import SyncSettings
 from fswl.verify.settings import VerifySettings
 from fswl.web.settings import WebSettings
 from tests.conftest import REPO
+from tests.harness.docblocks import Block, all_blocks, blocks
 
 TABLES = {
     "store": StoreSettings, "dns": DnsSettings, "policy": PolicySettings, "verify": VerifySettings,
@@ -58,11 +59,30 @@ def test_the_example_file_is_accepted(tmp_path) -> None:
     from fswl.home import Home
     from fswl.verify.verifier import load_settings
 
-    text = (REPO / "docs" / "configuration.md").read_text()
-    example = re.search(r"```toml\n(.*?)```", text, re.S).group(1)
-    (tmp_path / "fswl.toml").write_text(example)
+    example = next(block for block in blocks("configuration.md") if block.lang == "toml")
+    (tmp_path / "fswl.toml").write_text(example.text)
     home = Home(tmp_path)
     for table, cls in TABLES.items():
         if table != "verify":
             section(home.config, table, cls)
     assert load_settings(home).from_address == "whitelist@wl.example.org"
+
+
+@pytest.mark.parametrize("block", [b for b in all_blocks() if b.lang == "toml"], ids=str)
+def test_every_toml_block_of_the_docs_is_accepted_by_fswl(tmp_path, block: Block) -> None:
+    """A ```toml block is a piece of fswl.toml: each table loads as fswl loads it (no unknown key, no bad value)."""
+    import tomllib
+
+    from fswl.config import section
+    from fswl.home import Home
+    from fswl.verify.verifier import load_settings
+
+    tables = tomllib.loads(block.text)
+    (tmp_path / "fswl.toml").write_text(block.text)
+    home = Home(tmp_path)
+    for table in tables:
+        assert table in TABLES, f"{block}: [{table}] is not a table of fswl.toml"
+        if table == "verify":
+            load_settings(home)  # takes the documented alias `from` too
+        else:
+            section(home.config, table, TABLES[table])

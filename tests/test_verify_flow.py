@@ -16,6 +16,8 @@ import pytest
 
 from fswl.home import Home
 from fswl.verify import codes
+from fswl.verify.pending import Pending, Record
+from fswl.verify.verifier import verify_dir
 from tests.conftest import require, run_fswl
 from tests.harness.mail import free_port, mail_sink, serve
 from tests.harness.web import Browser, csrf_of, link, open_code_page
@@ -134,6 +136,28 @@ def test_a_reply_over_smtp_confirms(site) -> None:
     assert wait_listed_in_dns(ports["dns"], f"carol.example.net.9.113.0.203.{ZONE}") == ["127.0.0.2"]
     again = swaks(ports["smtp"], reply_to)
     assert "550 5.7.1 this code was already used" in again.stdout, again.stdout
+
+
+def test_a_code_that_never_worked_is_404_and_one_that_no_longer_works_is_410(site) -> None:
+    """docs/verification.md's table: the status follows the kind of refusal, not words in its message.
+
+    "not known here: it expired long ago ..." says "expired" but is a 404; an expired code is a 410.
+    """
+    home, _sink, ports = site
+    base = f"http://127.0.0.1:{ports['web']}"
+    expires = int(time.time()) + 3600
+    foreign = codes.sign(os.urandom(codes.KEY_BYTES), codes.new_id(), expires, "confirm", "x@example.net", "192.0.2.1")
+    status, page = Browser().get(f"{base}/confirm/{foreign}")
+    assert status == 404 and "not known here" in page, (status, page)
+    status, page = Browser().get(f"{base}/confirm/{'a' * codes.CODE_CHARS}")
+    assert status == 404, (status, page)
+    now = time.time()
+    record = Record(codes.new_id(), "confirm", "late@example.net", "192.0.2.7", now - 7200, int(now) - 60)
+    Pending(home.pending).put(record)
+    key = codes.load_key(verify_dir(home) / "key")
+    late = codes.sign(key, record.id, record.expires, record.purpose, record.sender, record.relay)
+    status, page = Browser().get(f"{base}/confirm/{late}")
+    assert status == 410 and "expired on" in page, (status, page)
 
 
 def test_mail_to_postmaster_quoting_the_code_is_kept_and_confirms_nothing(site) -> None:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
-from fswl.errors import BadCode
+from fswl.errors import BadCode, CodeGone
 
 USED = "used"
 SUFFIX = ".json"
@@ -56,7 +56,7 @@ class Pending:
         except FileNotFoundError:
             pass
         if self._path(record_id, used=True).exists():
-            raise BadCode("this code was already used")
+            raise CodeGone("this code was already used")
         raise BadCode("this code is not known here: it expired long ago, or it was never ours")
 
     def take(self, record_id: str) -> Record:
@@ -65,7 +65,7 @@ class Pending:
         try:
             os.rename(self._path(record_id), self._path(record_id, used=True))
         except FileNotFoundError:
-            raise BadCode("this code was already used") from None
+            raise CodeGone("this code was already used") from None
         return record
 
     def untake(self, record_id: str) -> None:

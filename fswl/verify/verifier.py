@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from fswl import config, history
-from fswl.errors import BadCode, BadSender, FswlError, VerifyRefused
+from fswl.errors import BadCode, BadSender, CodeGone, FswlError, VerifyRefused
 from fswl.names import IPAddress, parse_sender, split_sender
 from fswl.verify import codes, mail, screen
 from fswl.verify.caps import Caps, Limits
@@ -207,7 +207,7 @@ class Verifier:
                 or not codes.check(self.key, code, record.purpose, record.sender, record.relay)):
             raise BadCode("this code is not valid here (it was changed, or made by another whitelist)")
         if code.expires < self.clock():
-            raise BadCode(f"this code expired on {codes.format_expiry(code.expires)}; "
+            raise CodeGone(f"this code expired on {codes.format_expiry(code.expires)}; "
                           "a new one is mailed when your server retries")
         return record
 

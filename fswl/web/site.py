@@ -6,7 +6,7 @@ from typing import Callable
 
 from aiohttp import web
 
-from fswl.errors import BadCode
+from fswl.errors import BadCode, CodeGone
 from fswl.verify.verifier import Verifier
 from fswl.web import pages
 from fswl.web.captchas import Captchas
@@ -51,8 +51,8 @@ class Site:
 
 
 def bad_code(exc: BadCode) -> web.StreamResponse:
-    """The page for a code that does not work (404), or no longer works (410)."""
-    status = 410 if "expired" in str(exc) or "already used" in str(exc) else 404
+    """The page for a code that never worked (404), or no longer works (410: expired, already used)."""
+    status = 410 if isinstance(exc, CodeGone) else 404
     return pages.problem("This link does not work", _sentence(str(exc)), status,
                          "If your mail is still being deferred, a new message comes with the next retry.")
 

@@ -17,8 +17,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from tests.harness.docblocks import checked
+
 #: Seconds to wait for Postfix to start listening.
 START_SECONDS = 30
+#: Where docs/postfix.md's main.cf asks fswl; tests point it at their own fswl.
+DOC_POLICY = "inet:127.0.0.1:10040"
 
 
 def free_port() -> int:
@@ -48,9 +52,16 @@ class Postfix:
         return [p.read_text(errors="replace") for p in sorted(inbox.iterdir(), key=lambda p: p.stat().st_mtime)]
 
 
+def documented_restrictions(policy_port: int) -> str:
+    """docs/postfix.md's main.cf lines for the policy service, asking fswl on ``policy_port``."""
+    [block] = [b for b in checked("postfix.md", "main.cf") if "check_policy_service" in b.text]
+    assert DOC_POLICY in block.text, f"{block} no longer asks {DOC_POLICY}"
+    return block.text.replace(DOC_POLICY, f"inet:127.0.0.1:{policy_port}")
+
+
 @contextmanager
-def postfix(policy_port: int) -> Iterator[Postfix]:
-    """Start Postfix with check_policy_service pointing at fswl on ``policy_port``.
+def postfix(policy_port: int, restrictions: str | None = None) -> Iterator[Postfix]:
+    """Start Postfix with docs/postfix.md's restrictions (or ``restrictions``) asking fswl on ``policy_port``.
 
     Its directory is made under /tmp, not pytest's 0700 temp dirs: Postfix's
     own user must be able to reach its data and queue directories.
@@ -58,14 +69,15 @@ def postfix(policy_port: int) -> Iterator[Postfix]:
     root = Path(tempfile.mkdtemp(prefix="fswl-postfix-"))
     os.chmod(root, 0o755)
     try:
-        with _started(root, policy_port) as instance:
+        instance = configure(root, documented_restrictions(policy_port) if restrictions is None else restrictions)
+        with _started(instance):
             yield instance
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@contextmanager
-def _started(root: Path, policy_port: int) -> Iterator[Postfix]:
+def configure(root: Path, main_cf: str) -> Postfix:
+    """A private instance's config, queue and data directories under ``root``, ``main_cf`` ending its main.cf."""
     instance = Postfix(root, free_port())
     instance.config.mkdir(parents=True)
     for name in ("queue", "data", "mail"):
@@ -94,13 +106,14 @@ virtual_mailbox_base = {instance.mailboxes}
 virtual_mailbox_maps = static:inbox/
 virtual_uid_maps = static:65534
 virtual_gid_maps = static:65534
-smtpd_recipient_restrictions =
-    reject_unauth_destination,
-    check_policy_service inet:127.0.0.1:{policy_port}
-smtpd_policy_service_default_action = DUNNO
-""")
+""" + main_cf)
     shutil.chown(root / "data", "postfix")
     shutil.chown(instance.mailboxes, 65534, 65534)
+    return instance
+
+
+@contextmanager
+def _started(instance: Postfix) -> Iterator[Postfix]:
     started = instance.postfix("start")
     try:
         _wait_listening(instance, started)
