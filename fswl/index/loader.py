@@ -8,7 +8,7 @@ import stat
 import time
 from typing import Iterable
 
-from fswl.errors import BadName, BadSender, UnsafePath
+from fswl.errors import BadName, BadSender
 from fswl.index.memory import WIDTH, MemoryIndex
 from fswl.names import FAMILIES, LEVEL_BITS, is_level_name, name_to_sender, parse_sender
 from fswl.store.tree import GROUPS_DIR
@@ -34,8 +34,8 @@ def load_groups(index: MemoryIndex, only_new: bool = False) -> None:
     """Load every group directory (or, with ``only_new``, those not seen before)."""
     groups = os.path.join(index.tree.db, GROUPS_DIR)
     stamp(index, GROUPS_DIR)
-    if os.path.isdir(groups):
-        for child in os.scandir(groups):
+    if os.path.isdir(groups) and _family_ok(index, GROUPS_DIR):
+        for child in _scan(index, GROUPS_DIR):
             if child.is_dir(follow_symlinks=False) and not child.name.startswith("."):
                 rel = f"{GROUPS_DIR}/{child.name}"
                 if not only_new or rel not in index.stamps:
@@ -71,6 +71,10 @@ def reload_path(index: MemoryIndex, rel: str) -> None:
         depth = 0
         while depth + 1 < len(parts) and depth < WIDTH[version] // bits and is_level_name(version, parts[depth + 1]):
             depth += 1
+        linked = _first_link(index, parts[: depth + 1])
+        if linked is not None and linked < depth:  # below a link: nothing of its own, read the link again
+            depth = linked
+            parts = parts[: depth + 1]
         levels = parts[1 : depth + 1]
         if depth == 0:
             _load_children(index, version, parts[0], 0, 0)
@@ -81,6 +85,19 @@ def reload_path(index: MemoryIndex, rel: str) -> None:
             directory = "/".join(parts[: depth + 1])
             if (version, depth * bits, _network_int(version, levels)) not in index.linked:
                 load_entries(index, directory)
+
+
+def _first_link(index: MemoryIndex, parts: list[str]) -> int | None:
+    """The depth of the shallowest level of ``parts`` that is a symlink (a few lstat calls)."""
+    path = index.tree.db
+    for depth, part in enumerate(parts):
+        path = path + os.sep + part
+        try:
+            if stat.S_ISLNK(os.lstat(path).st_mode):
+                return depth
+        except OSError:
+            return None
+    return None
 
 
 def reload_logged(index: MemoryIndex, rel: str) -> None:
@@ -124,12 +141,12 @@ def load_level(index: MemoryIndex, version: int, levels: list[str]) -> None:
         _forget(index, version, plen, network_int, rel)
         return
     if stat.S_ISLNK(mode):
-        try:
-            target = tree.relative(tree.resolve(path))
-        except UnsafePath as exc:
-            log.warning("index skips %s", exc)
+        check = tree.check_link(path)
+        if check.resolved is None:
+            log.warning("index skips %s: %s", rel, check.problem)
             _forget(index, version, plen, network_int, rel)
             return
+        target = tree.relative(check.resolved)
         if not os.path.isdir(os.path.join(tree.db, target)):
             _forget(index, version, plen, network_int, rel)
             return
@@ -147,10 +164,7 @@ def load_entries(index: MemoryIndex, directory: str) -> None:
     """Set the entries of one physical directory from its files."""
     names = []
     stamp(index, directory)
-    try:
-        children = list(os.scandir(os.path.join(index.tree.db, directory)))
-    except (FileNotFoundError, NotADirectoryError):
-        children = []
+    children = _scan(index, directory)
     for child in children:
         if _is_entry(child):
             names.append(child.name)
@@ -161,16 +175,13 @@ def _load_children(index: MemoryIndex, version: int, rel: str, plen: int, networ
     """Entries of a real level directory, and each sub-level; forget sub-levels that went."""
     bits = LEVEL_BITS[version]
     stamp(index, rel)
-    try:
-        children = list(os.scandir(os.path.join(index.tree.db, rel)))
-    except (FileNotFoundError, NotADirectoryError):
-        children = []
+    children = _scan(index, rel) if plen or _family_ok(index, rel) else []
     names = []
     present = set()
     for child in children:
         if child.name.startswith("."):
             continue
-        if plen < WIDTH[version] and is_level_name(version, child.name) and (child.is_dir() or child.is_symlink()):
+        if plen < WIDTH[version] and is_level_name(version, child.name) and (child.is_dir(follow_symlinks=False) or child.is_symlink()):
             levels = rel.split("/")[1:] + [child.name]
             present.add(_network_int(version, levels))
             load_level(index, version, levels)
@@ -181,6 +192,28 @@ def _load_children(index: MemoryIndex, version: int, rel: str, plen: int, networ
     for deeper, start, _directory in index.levels_below(version, plen, network_int) if plen else _top(index, version):
         if deeper == plen + bits and start not in present:
             _forget(index, version, deeper, start, MemoryIndex.level_path(version, deeper, start))
+
+
+def _scan(index: MemoryIndex, rel: str) -> list[os.DirEntry[str]]:
+    """The children of a directory of db/; none if it went, or cannot be read (logged)."""
+    try:
+        return list(os.scandir(os.path.join(index.tree.db, rel)))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:  # ELOOP through a link made since, EACCES: a miss, never a stop
+        log.warning("index skips %s: %s", rel, exc.strerror or exc)
+        return []
+
+
+def _family_ok(index: MemoryIndex, family: str) -> bool:
+    """ip4/, ip6/ or groups/ may be a link only to somewhere inside db/; anything else is a miss."""
+    path = os.path.join(index.tree.db, family)
+    if not os.path.islink(path):
+        return True
+    check = index.tree.check_link(path)
+    if check.resolved is None:
+        log.warning("index skips %s: %s", family, check.problem)
+    return check.resolved is not None
 
 
 def _top(index: MemoryIndex, version: int) -> list[tuple[int, int, str]]:
