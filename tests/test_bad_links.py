@@ -17,7 +17,7 @@ from fswl.home import Home
 from fswl.index import Index
 from fswl.store.tree import LINK_DANGLING, LINK_ESCAPES, LINK_LOOP, LINK_OK
 from fswl.sync.digests import LINK, Digests
-from tests.conftest import run_fswl
+from tests.conftest import REPO, run_fswl
 from tests.harness.dnsd import serve
 from tests.shell import ln_s, touch, wait_for
 
@@ -74,6 +74,9 @@ def test_fsck_names_each_bad_link_and_ls_export_complete(tmp_path: Path) -> None
         line = next((x for x in report.splitlines() if x.startswith(name + ":")), None)
         assert line is not None, f"fsck does not name {name}: {report}"
         assert {"loop": "loop", "dangling": "dangling", "escapes": "outside db/"}[state] in line, line
+    documented = (REPO / "docs/tree.md").read_text().split("`fswl fsck` names each one, e.g.", 1)[1]
+    for line in documented.split("```")[1].strip().splitlines():  # docs/tree.md quotes fsck word for word
+        assert line in report.splitlines(), line
     listing = run_fswl(root, "ls")
     assert listing.returncode == 0, listing.stderr
     assert "10.1.1.3/32 *" in listing.stdout and "10.1.1.9/32 dave@umkc.edu" in listing.stdout
