@@ -46,6 +46,13 @@ class UnsafePath(FswlError):
         return str(self.args[2]) if len(self.args) > 2 else "escapes"
 
 
+class Refused(FswlError):
+    """{}"""
+
+    #: Done, except what was refused: a rerun after fixing those finishes the job.
+    exit_code = 1
+
+
 class Conflict(FswlError):
     """{}"""
 
