@@ -14,7 +14,6 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import tempfile
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Callable, Iterable, Iterator
 from fswl.errors import BadSource
 from fswl.names import IPNetwork, boundary_networks, parse_relay, parse_sender, sender_to_name
 from fswl.store import Whitelist
+from fswl.util import atomic
 
 #: Where ledgers live, under the home.
 LEDGER_DIR = ("state", "imports")
@@ -174,18 +174,6 @@ def _order(claim: Claim) -> tuple[int, int, int, str]:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write a small state file whole or not at all (temp file, fsync, rename)."""
+    """Write a small state file whole or not at all (fswl.util.atomic), making its directory."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic.write_atomic(path, text)

@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import secrets
 import stat
 from pathlib import Path
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from fswl.store import journal
 from fswl.store.tree import GROUPS_DIR, TOMB_DIR, Tree
 from fswl.sync.batches import DIGESTS_LOCK
 from fswl.sync.records import Record
+from fswl.util import atomic
 
 if TYPE_CHECKING:
     from fswl.sync.batches import Spool
@@ -218,6 +218,5 @@ def _load(index: Path) -> dict[str, str]:
 
 
 def _save(index: Path, digests: dict[str, str]) -> None:
-    temp = index.with_name(f".tmp-{secrets.token_hex(6)}")
-    temp.write_text(json.dumps(digests, separators=(",", ":")))
-    os.replace(temp, index)
+    # Durable: a cache older than the dirty marks already consumed would hide differences.
+    atomic.write_atomic(index, json.dumps(digests, separators=(",", ":")))
