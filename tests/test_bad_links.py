@@ -34,6 +34,7 @@ BAD_LINKS = {
     "groups/isp/loop@isp.example": ("loop@isp.example", LINK_LOOP),  # an entry-named link in a group
     "groups/isp/sub": ("sub", LINK_LOOP),
     "groups/elsewhere": ("/etc", LINK_ESCAPES),  # a group that is a link out
+    "ip6": ("ip6", LINK_LOOP),  # a whole family
 }
 
 
@@ -77,6 +78,9 @@ def test_fsck_names_each_bad_link_and_ls_export_complete(tmp_path: Path) -> None
     documented = (REPO / "docs/tree.md").read_text().split("`fswl fsck` names each one, e.g.", 1)[1]
     for line in documented.split("```")[1].strip().splitlines():  # docs/tree.md quotes fsck word for word
         assert line in report.splitlines(), line
+    for relay, listed in (("10.1.1.3", 0), ("10.1.1.4", 1), ("10.1.1.8", 1), ("10.2.0.1", 1), ("2001:db8::1", 1)):
+        check = run_fswl(root, "check", "x@y.org", relay)
+        assert check.returncode == listed and "Traceback" not in check.stderr, (relay, check.stderr)
     listing = run_fswl(root, "ls")
     assert listing.returncode == 0, listing.stderr
     assert "10.1.1.3/32 *" in listing.stdout and "10.1.1.9/32 dave@umkc.edu" in listing.stdout
