@@ -121,13 +121,17 @@ class Ledger:
 
 def replace_source(wl: Whitelist, ledger: Ledger, source: str, wanted: Iterable[tuple[str, IPNetwork]],
                    keep: Callable[[Claim], bool] = lambda claim: False,
-                   write: Callable[[str, list[IPNetwork]], int] | None = None) -> ReplaceReport:
+                   write: Callable[..., int] | None = None,
+                   refused: Callable[[IPNetwork, str], None] | None = None) -> ReplaceReport:
     """Make the tree hold what ``source`` lists now, and drop what it listed before and no longer does.
 
     ``wanted`` is (sender, network) pairs; networks are split on tree
     boundaries here.  Previous claims for which ``keep`` is true stay as
     they are (an SPF family whose lookup failed this time).  ``write`` lists
-    one sender for many networks (default Whitelist.add_many).
+    one sender for many networks (default Whitelist.add_many).  With
+    ``refused``, ``write`` is also passed ``refused=``, the callback for
+    networks the tree refuses (Whitelist.add_many's ``refused``): those are
+    reported there and not claimed, and the rest go on.
     """
     report = ReplaceReport()
     by_sender: dict[str, list[IPNetwork]] = {}
@@ -151,8 +155,18 @@ def replace_source(wl: Whitelist, ledger: Ledger, source: str, wanted: Iterable[
         # other order could leave made entries that no ledger knows.
         ledger.save(source, claims | old)
         write = write or wl.add_many
+        skipped: set[Claim] = set()
         for sender, networks in by_sender.items():
-            report.added += write(sender, networks)
+            if refused is None:
+                report.added += write(sender, networks)
+                continue
+
+            def note(network: IPNetwork, reason: str, sender: str = sender) -> None:
+                skipped.add((sender, network))
+                refused(network, reason)
+
+            report.added += write(sender, networks, refused=note)
+        claims -= skipped
         report.listed = len(pieces)
         for claim in sorted(old - claims, key=_order):
             if claim in pieces or ledger.claimed_elsewhere(source, claim):

@@ -73,3 +73,18 @@ def test_add_many_counts_what_a_concurrent_writer_made_first(wl: Whitelist, monk
     monkeypatch.undo()
     assert wl.add_many("*@big.example", networks) == 20  # a rerun: all there, counted
     assert sum(1 for _ in Path(wl.db, "ip4/10/0").glob("*/*@big.example")) == 20
+
+
+def test_a_source_import_does_not_claim_what_it_could_not_write(fswl, home: Home) -> None:
+    wl = home.whitelist
+    wl.add("*@isp.example", "10.1.0.0/16")
+    wl.link("10.1.0.0/16", "isp")
+    first = fswl("import", "--source", "dwl", "-", input="10.0.1.0/24\n10.1.5.0/24\n")
+    assert first.returncode == 1 and "line 2: 10.1.5.0/24" in first.stderr, first.stderr
+    assert "source dwl: 2 entries listed, 0 removed" in first.stdout
+    ledger = (home.root / "state/imports/dwl.list").read_text()
+    assert ledger == "*\t10.0.1.0/24\n"  # the refused line is not claimed
+    # The line leaves the list: nothing to remove under the link, no error.
+    again = fswl("import", "--source", "dwl", "-", input="10.0.1.0/24\n")
+    assert again.returncode == 0, again.stderr
+    assert wl.lookup("x@isp.example", "10.1.5.1") is not None  # the group's own entry is untouched

@@ -87,8 +87,9 @@ def import_list(obj, file, sender: str, skip_bad: bool, workers: int | None, sou
             from fswl.sources import Ledger, replace_source
 
             report = replace_source(wl, Ledger(obj.home.root), source, ((sender, n) for n in networks),
-                                    write=lambda s, nets: add_parallel(wl, s, nets, workers=workers, progress=tick,
-                                                                       refused=refusals.add))
+                                    write=lambda s, nets, refused: add_parallel(wl, s, nets, workers=workers,
+                                                                                progress=tick, refused=refused),
+                                    refused=refusals.add)
             count = report.added
     if not refusals.lines:
         click.echo(f"imported {count} entries for {sender} from {file.name}")
