@@ -157,3 +157,33 @@ def test_digests_skip_bad_links_and_keep_the_rest(tmp_path: Path) -> None:
     assert not {"4", "5", "6", "7", "8", "10"} & set(level)
     assert digests.listings["ip4/10/1"]["3"][0] == LINK  # the good group link is compared
     assert "2" not in digests.listings["ip4/10"]
+
+
+def test_the_sweep_never_follows_a_level_replaced_by_a_link_out(tmp_path: Path) -> None:
+    """A level read before is moved out of db/ and linked back by hand: its entries are then outside, and a miss."""
+    from fswl.index.loader import changed_directories, refresh_directory
+
+    home = make_tree(tmp_path / "home")
+    index = Index(home.whitelist, watch=False, sweep_seconds=0)
+    index.start()
+    try:
+        assert index.lookup("dave@umkc.edu", "10.1.1.9") is not None
+        outside = tmp_path / "outside"
+        os.rename(home.db / "ip4/10/1/1", outside)
+        os.symlink(str(outside), home.db / "ip4/10/1/1")
+        # The sweep checks a share of directories at a time: the relays' own may come up a pass before
+        # their parent's, whose change (a link now) has not been read yet.
+        deeper = [rel for rel in index.stamps if rel.startswith("ip4/10/1/1/")]
+        with index.lock:
+            for rel in changed_directories(index.tree.db, index.stamps, deeper):
+                refresh_directory(index, rel)
+        assert index.lookup("dave@umkc.edu", "10.1.1.9") is None
+        assert index.lookup("x@y.org", "10.1.1.3") is None
+        with index.lock:  # then the rest of the pass
+            for rel in changed_directories(index.tree.db, index.stamps, list(index.stamps)):
+                refresh_directory(index, rel)
+        assert index.lookup("dave@umkc.edu", "10.1.1.9") is None
+        assert index.lookup("x@y.org", "10.1.1.3") is None
+        assert index.lookup("x@isp.example", "10.1.3.1") is not None
+    finally:
+        index.stop()

@@ -71,10 +71,6 @@ def reload_path(index: MemoryIndex, rel: str) -> None:
         depth = 0
         while depth + 1 < len(parts) and depth < WIDTH[version] // bits and is_level_name(version, parts[depth + 1]):
             depth += 1
-        linked = _first_link(index, parts[: depth + 1])
-        if linked is not None and linked < depth:  # below a link: nothing of its own, read the link again
-            depth = linked
-            parts = parts[: depth + 1]
         levels = parts[1 : depth + 1]
         if depth == 0:
             _load_children(index, version, parts[0], 0, 0)
@@ -88,7 +84,7 @@ def reload_path(index: MemoryIndex, rel: str) -> None:
 
 
 def _first_link(index: MemoryIndex, parts: list[str]) -> int | None:
-    """The depth of the shallowest level of ``parts`` that is a symlink (a few lstat calls)."""
+    """The depth of the shallowest of ``parts`` (a path under db/) that is a symlink (a few lstat calls)."""
     path = index.tree.db
     for depth, part in enumerate(parts):
         path = path + os.sep + part
@@ -135,7 +131,7 @@ def load_level(index: MemoryIndex, version: int, levels: list[str]) -> None:
     path = os.path.join(tree.db, rel)
     try:
         mode = os.lstat(path).st_mode
-    except FileNotFoundError:
+    except OSError:  # gone, or below a link that loops or dangles now: a miss either way
         mode = None
     if mode is None or not (stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
         _forget(index, version, plen, network_int, rel)
@@ -276,4 +272,8 @@ def refresh_directory(index: MemoryIndex, rel: str) -> None:
     elif rel == GROUPS_DIR:  # a group came (one that went is stale itself)
         load_groups(index, only_new=True)
     else:
-        reload_path(index, rel)
+        # A level above may have become a link since rel was read: read that
+        # link again instead of following it (it may loop or leave db/).
+        parts = rel.split("/")
+        linked = _first_link(index, parts[:-1])
+        reload_path(index, rel if linked is None else "/".join(parts[: linked + 1]))
