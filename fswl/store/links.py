@@ -136,6 +136,9 @@ def _move_files(source: str, destination: str, only: str | None = None) -> None:
     for name in names:
         src, dst = os.path.join(source, name), os.path.join(destination, name)
         newest = max(os.lstat(src).st_mtime, os.lstat(dst).st_mtime if os.path.lexists(dst) else 0)
-        atomic.replace(src, dst)  # both are empty files: replacing loses nothing but an older mtime
+        atomic.replace(src, dst, durable=False)  # both are empty files: replacing loses nothing but an older mtime
         os.utime(dst, (newest, newest), follow_symlinks=False)
+    if names:  # once for the lot, before the directory is swapped for the link
+        atomic.sync_dir(destination)
+        atomic.sync_dir(source)
 
