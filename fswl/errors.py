@@ -40,6 +40,18 @@ class BadGroup(BadInput):
 class UnsafePath(FswlError):
     """Refusing {}: it leads outside db/ ({})."""
 
+    @property
+    def kind(self) -> str:
+        """What is wrong with the way: ``loop``, ``dangling``, ``escapes`` (see fswl.store.tree.LinkCheck)."""
+        return str(self.args[2]) if len(self.args) > 2 else "escapes"
+
+
+class Refused(FswlError):
+    """{}"""
+
+    #: Done, except what was refused: a rerun after fixing those finishes the job.
+    exit_code = 1
+
 
 class Conflict(FswlError):
     """{}"""

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 
 from fswl.errors import BadInput
 from fswl.names import parse_address, parse_domain, parse_relay, parse_sender
+from fswl.util import atomic
 
 if TYPE_CHECKING:
     from fswl.home import Home
@@ -160,9 +161,9 @@ class EventLog:
                 if n == self.settings.files:
                     older.unlink(missing_ok=True)
                 elif older.exists():
-                    os.replace(older, self.dir / f"events.{n + 1}.jsonl")
+                    atomic.replace(older, self.dir / f"events.{n + 1}.jsonl")
             if self.settings.files > 0:
-                os.replace(current, self.dir / "events.1.jsonl")
+                atomic.replace(current, self.dir / "events.1.jsonl")
             else:
                 current.unlink(missing_ok=True)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import tempfile
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Callable, Iterable, Iterator
 from fswl.errors import BadSource
 from fswl.names import IPNetwork, boundary_networks, parse_relay, parse_sender, sender_to_name
 from fswl.store import Whitelist
+from fswl.util import atomic
 
 #: Where ledgers live, under the home.
 LEDGER_DIR = ("state", "imports")
@@ -121,13 +121,17 @@ class Ledger:
 
 def replace_source(wl: Whitelist, ledger: Ledger, source: str, wanted: Iterable[tuple[str, IPNetwork]],
                    keep: Callable[[Claim], bool] = lambda claim: False,
-                   write: Callable[[str, list[IPNetwork]], int] | None = None) -> ReplaceReport:
+                   write: Callable[..., int] | None = None,
+                   refused: Callable[[IPNetwork, str], None] | None = None) -> ReplaceReport:
     """Make the tree hold what ``source`` lists now, and drop what it listed before and no longer does.
 
     ``wanted`` is (sender, network) pairs; networks are split on tree
     boundaries here.  Previous claims for which ``keep`` is true stay as
     they are (an SPF family whose lookup failed this time).  ``write`` lists
-    one sender for many networks (default Whitelist.add_many).
+    one sender for many networks (default Whitelist.add_many).  With
+    ``refused``, ``write`` is also passed ``refused=``, the callback for
+    networks the tree refuses (Whitelist.add_many's ``refused``): those are
+    reported there and not claimed, and the rest go on.
     """
     report = ReplaceReport()
     by_sender: dict[str, list[IPNetwork]] = {}
@@ -151,8 +155,18 @@ def replace_source(wl: Whitelist, ledger: Ledger, source: str, wanted: Iterable[
         # other order could leave made entries that no ledger knows.
         ledger.save(source, claims | old)
         write = write or wl.add_many
+        skipped: set[Claim] = set()
         for sender, networks in by_sender.items():
-            report.added += write(sender, networks)
+            if refused is None:
+                report.added += write(sender, networks)
+                continue
+
+            def note(network: IPNetwork, reason: str, sender: str = sender) -> None:
+                skipped.add((sender, network))
+                refused(network, reason)
+
+            report.added += write(sender, networks, refused=note)
+        claims -= skipped
         report.listed = len(pieces)
         for claim in sorted(old - claims, key=_order):
             if claim in pieces or ledger.claimed_elsewhere(source, claim):
@@ -174,18 +188,6 @@ def _order(claim: Claim) -> tuple[int, int, int, str]:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write a small state file whole or not at all (temp file, fsync, rename)."""
+    """Write a small state file whole or not at all (fswl.util.atomic), making its directory."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic.write_atomic(path, text)

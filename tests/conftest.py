@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -82,3 +83,11 @@ def fswl(home: Home):
     def call(*args: str, **kwargs):
         return run_fswl(home, *args, **kwargs)
     return call
+
+
+def seeded_random(label: str) -> random.Random:
+    """A Random for a randomized test: seeded from TEST_SEED to replay a run, else fresh; the seed is printed
+    (pytest shows it with a failure)."""
+    seed = int(os.environ.get("TEST_SEED") or random.randrange(1 << 31))
+    print(f"{label}: seed {seed} (TEST_SEED={seed} replays it)")
+    return random.Random(seed)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import sys
-import tempfile
 import time
 from contextlib import contextmanager
 from typing import Iterator, TextIO
@@ -14,6 +13,7 @@ import click
 
 from fswl.cli.progress import progress_counter
 from fswl.errors import BadInput
+from fswl.util import atomic
 
 FORMATS = ("rbldnsd", "zone")
 #: Skipped entries shown before the rest are only counted.
@@ -75,23 +75,11 @@ def _destination(output: str | None) -> Iterator[TextIO]:
     directory = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(directory):
         raise BadInput(f"no directory {directory} for --output; create it first")
-    fd, temp = tempfile.mkstemp(prefix=".fswl-export-", dir=directory)
-    try:
-        with open(fd, "w", encoding="utf-8", errors="surrogateescape", newline="\n") as out:
-            yield out
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temp, 0o666 & ~_umask())  # as a plain open() would: mkstemp makes 0600
-        os.replace(temp, output)
-    except BaseException:
-        os.unlink(temp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    with atomic.replacing(output) as raw:
+        out = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="\n")
+        yield out
+        out.flush()
+        out.detach()  # the raw file is fsynced and renamed into place by atomic.replacing
 
 
 def _inside(path: str, directory: str) -> bool:

@@ -2,12 +2,38 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from fswl.cli.progress import progress_counter
+from fswl.names import IPNetwork, boundary_networks
+
+if TYPE_CHECKING:
+    from fswl.importer import ListItem
 
 #: Bad lines shown before the rest are only counted.
 SHOWN_ERRORS = 5
+
+
+class Refusals:
+    """Networks the tree refused, by the line of the list they came from."""
+
+    def __init__(self, items: list[ListItem]) -> None:
+        self._items = items
+        self._line: dict[IPNetwork, int] | None = None  # built at the first refusal
+        self.lines: dict[int, str] = {}  #: line number -> the first reason
+
+    def add(self, network: IPNetwork, reason: str) -> None:
+        if self._line is None:  # by network and by each boundary piece (--source writes pieces)
+            self._line = {}
+            for item in self._items:
+                for key in (item.network, *boundary_networks(item.network)):
+                    self._line.setdefault(key, item.lineno)
+        self.lines.setdefault(self._line.get(network, 0), f"{network}: {reason}")
+
+    def first(self, n: int) -> list[tuple[int, str]]:
+        return sorted(self.lines.items())[:n]
 
 
 def register(cli: click.Group) -> None:
@@ -25,10 +51,13 @@ def import_list(obj, file, sender: str, skip_bad: bool, workers: int | None, sou
     """Import an rbldnsd ip4set/ip6trie file or a plain CIDR-per-line list (- for stdin).
 
     The whole file is checked first: with a bad line nothing is imported,
-    unless --skip-bad.  With --source, entries that left the list since the
-    last import of that source are removed (only those it created).
+    unless --skip-bad.  A line that cannot be written (under a linked
+    directory) is named and the rest imported, with exit status 1.  Safe to
+    run again after an interruption: it finishes the job.  With --source,
+    entries that left the list since the last import of that source are
+    removed (only those it created).
     """
-    from fswl.errors import BadInput
+    from fswl.errors import BadInput, Refused
     from fswl.importer import BadListLine, parse_list
     from fswl.names import parse_sender
     from fswl.store.bulk import add_parallel
@@ -47,20 +76,31 @@ def import_list(obj, file, sender: str, skip_bad: bool, workers: int | None, sou
         raise BadInput(
             f"{len(errors)} bad line(s) in {file.name}{more}; nothing imported. Fix them or pass --skip-bad"
         ) from None
-    networks = [item.network for item in parse_list(lines) if not isinstance(item, BadListLine)]
+    items = [item for item in parse_list(lines) if not isinstance(item, BadListLine)]
+    networks = [item.network for item in items]
+    refusals = Refusals(items)
     wl = obj.home.whitelist
     with progress_counter("import", total=len(networks)) as tick:
         if source is None:
-            count = add_parallel(wl, sender, networks, workers=workers, progress=tick)
+            count = add_parallel(wl, sender, networks, workers=workers, progress=tick, refused=refusals.add)
         else:
             from fswl.sources import Ledger, replace_source
 
             report = replace_source(wl, Ledger(obj.home.root), source, ((sender, n) for n in networks),
-                                    write=lambda s, nets: add_parallel(wl, s, nets, workers=workers, progress=tick))
+                                    write=lambda s, nets, refused: add_parallel(wl, s, nets, workers=workers,
+                                                                                progress=tick, refused=refused),
+                                    refused=refusals.add)
             count = report.added
-    click.echo(f"imported {count} entries for {sender} from {file.name}")
+    if not refusals.lines:
+        click.echo(f"imported {count} entries for {sender} from {file.name}")
     if source is not None:
         for removed_sender, network in report.removed:
             click.echo(f"removed {removed_sender} at {network} (no longer in {source})")
         kept = f"; {report.not_claimed} were already listed and stay if {source} drops them" if report.not_claimed else ""
         click.echo(f"source {source}: {report.listed} entries listed, {len(report.removed)} removed{kept}")
+    if refusals.lines:
+        for lineno, reason in refusals.first(SHOWN_ERRORS):
+            click.echo(f"fswl: {file.name}: line {lineno:,}: {reason}", err=True)
+        lineno, reason = refusals.first(1)[0]
+        raise Refused(f"{file.name}: {count:,} imported, {len(refusals.lines):,} refused, first: line {lineno:,}: "
+                      f"{reason} (the rest is imported; fix those lines and import again)")

@@ -8,7 +8,7 @@ import stat
 import time
 from typing import Iterable
 
-from fswl.errors import BadName, BadSender, UnsafePath
+from fswl.errors import BadName, BadSender
 from fswl.index.memory import WIDTH, MemoryIndex
 from fswl.names import FAMILIES, LEVEL_BITS, is_level_name, name_to_sender, parse_sender
 from fswl.store.tree import GROUPS_DIR
@@ -34,8 +34,8 @@ def load_groups(index: MemoryIndex, only_new: bool = False) -> None:
     """Load every group directory (or, with ``only_new``, those not seen before)."""
     groups = os.path.join(index.tree.db, GROUPS_DIR)
     stamp(index, GROUPS_DIR)
-    if os.path.isdir(groups):
-        for child in os.scandir(groups):
+    if os.path.isdir(groups) and _family_ok(index, GROUPS_DIR):
+        for child in _scan(index, GROUPS_DIR):
             if child.is_dir(follow_symlinks=False) and not child.name.startswith("."):
                 rel = f"{GROUPS_DIR}/{child.name}"
                 if not only_new or rel not in index.stamps:
@@ -83,6 +83,19 @@ def reload_path(index: MemoryIndex, rel: str) -> None:
                 load_entries(index, directory)
 
 
+def _first_link(index: MemoryIndex, parts: list[str]) -> int | None:
+    """The depth of the shallowest of ``parts`` (a path under db/) that is a symlink (a few lstat calls)."""
+    path = index.tree.db
+    for depth, part in enumerate(parts):
+        path = path + os.sep + part
+        try:
+            if stat.S_ISLNK(os.lstat(path).st_mode):
+                return depth
+        except OSError:
+            return None
+    return None
+
+
 def reload_logged(index: MemoryIndex, rel: str) -> None:
     """reload_path for a path from the change log, which names only the entry or link.
 
@@ -118,18 +131,18 @@ def load_level(index: MemoryIndex, version: int, levels: list[str]) -> None:
     path = os.path.join(tree.db, rel)
     try:
         mode = os.lstat(path).st_mode
-    except FileNotFoundError:
+    except OSError:  # gone, or below a link that loops or dangles now: a miss either way
         mode = None
     if mode is None or not (stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
         _forget(index, version, plen, network_int, rel)
         return
     if stat.S_ISLNK(mode):
-        try:
-            target = tree.relative(tree.resolve(path))
-        except UnsafePath as exc:
-            log.warning("index skips %s", exc)
+        check = tree.check_link(path)
+        if check.resolved is None:
+            log.warning("index skips %s: %s", rel, check.problem)
             _forget(index, version, plen, network_int, rel)
             return
+        target = tree.relative(check.resolved)
         if not os.path.isdir(os.path.join(tree.db, target)):
             _forget(index, version, plen, network_int, rel)
             return
@@ -147,10 +160,7 @@ def load_entries(index: MemoryIndex, directory: str) -> None:
     """Set the entries of one physical directory from its files."""
     names = []
     stamp(index, directory)
-    try:
-        children = list(os.scandir(os.path.join(index.tree.db, directory)))
-    except (FileNotFoundError, NotADirectoryError):
-        children = []
+    children = _scan(index, directory)
     for child in children:
         if _is_entry(child):
             names.append(child.name)
@@ -161,16 +171,13 @@ def _load_children(index: MemoryIndex, version: int, rel: str, plen: int, networ
     """Entries of a real level directory, and each sub-level; forget sub-levels that went."""
     bits = LEVEL_BITS[version]
     stamp(index, rel)
-    try:
-        children = list(os.scandir(os.path.join(index.tree.db, rel)))
-    except (FileNotFoundError, NotADirectoryError):
-        children = []
+    children = _scan(index, rel) if plen or _family_ok(index, rel) else []
     names = []
     present = set()
     for child in children:
         if child.name.startswith("."):
             continue
-        if plen < WIDTH[version] and is_level_name(version, child.name) and (child.is_dir() or child.is_symlink()):
+        if plen < WIDTH[version] and is_level_name(version, child.name) and (child.is_dir(follow_symlinks=False) or child.is_symlink()):
             levels = rel.split("/")[1:] + [child.name]
             present.add(_network_int(version, levels))
             load_level(index, version, levels)
@@ -181,6 +188,28 @@ def _load_children(index: MemoryIndex, version: int, rel: str, plen: int, networ
     for deeper, start, _directory in index.levels_below(version, plen, network_int) if plen else _top(index, version):
         if deeper == plen + bits and start not in present:
             _forget(index, version, deeper, start, MemoryIndex.level_path(version, deeper, start))
+
+
+def _scan(index: MemoryIndex, rel: str) -> list[os.DirEntry[str]]:
+    """The children of a directory of db/; none if it went, or cannot be read (logged)."""
+    try:
+        return list(os.scandir(os.path.join(index.tree.db, rel)))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:  # ELOOP through a link made since, EACCES: a miss, never a stop
+        log.warning("index skips %s: %s", rel, exc.strerror or exc)
+        return []
+
+
+def _family_ok(index: MemoryIndex, family: str) -> bool:
+    """ip4/, ip6/ or groups/ may be a link only to somewhere inside db/; anything else is a miss."""
+    path = os.path.join(index.tree.db, family)
+    if not os.path.islink(path):
+        return True
+    check = index.tree.check_link(path)
+    if check.resolved is None:
+        log.warning("index skips %s: %s", family, check.problem)
+    return check.resolved is not None
 
 
 def _top(index: MemoryIndex, version: int) -> list[tuple[int, int, str]]:
@@ -243,4 +272,8 @@ def refresh_directory(index: MemoryIndex, rel: str) -> None:
     elif rel == GROUPS_DIR:  # a group came (one that went is stale itself)
         load_groups(index, only_new=True)
     else:
-        reload_path(index, rel)
+        # A level above may have become a link since rel was read: read that
+        # link again instead of following it (it may loop or leave db/).
+        parts = rel.split("/")
+        linked = _first_link(index, parts[:-1])
+        reload_path(index, rel if linked is None else "/".join(parts[: linked + 1]))

@@ -20,15 +20,14 @@ import ctypes
 import ctypes.util
 import hashlib
 import logging
-import os
 import pickle
-import tempfile
 from pathlib import Path
 
 from sortedcontainers import SortedList
 
 from fswl.index.loader import changed_directories, refresh_directory
 from fswl.index.memory import MemoryIndex
+from fswl.util import atomic
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +47,9 @@ def write(index: MemoryIndex, path: Path) -> int:
         state["starts"] = {version: list(starts) for version, starts in index.starts.items()}
         payload = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=".snapshot-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(MAGIC + hashlib.sha256(payload).digest())
-            out.write(payload)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
+    with atomic.replacing(path, mode=0o600) as out:
+        out.write(MAGIC + hashlib.sha256(payload).digest())
+        out.write(payload)
     return len(MAGIC) + _DIGEST + len(payload)
 
 

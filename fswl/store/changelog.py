@@ -23,6 +23,7 @@ from typing import BinaryIO
 
 from fswl.store import journal
 from fswl.store.journal import Change
+from fswl.util import atomic
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class ChangeLog:
                     return  # the previous rotation is too recent; grow a little longer
             except FileNotFoundError:
                 pass
-            os.replace(self.path, self.path + ".1")  # a rename sets the ctime checked above
+            atomic.replace(self.path, self.path + ".1")  # a rename sets the ctime checked above
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
 

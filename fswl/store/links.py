@@ -14,6 +14,7 @@ from fswl.names import IPNetwork, name_to_sender, parse_group, parse_relay
 from fswl.store import journal
 from fswl.store.journal import Change
 from fswl.store.tree import TOMB_DIR
+from fswl.util import atomic
 
 if TYPE_CHECKING:
     from fswl.store.whitelist import Whitelist
@@ -56,7 +57,7 @@ def link(wl: Whitelist, relay: str | IPNetwork, group: str) -> str:
         temp = os.path.join(parent, f".link-{secrets.token_hex(6)}")
         os.symlink(target, temp)
         try:
-            os.rename(temp, lexical)
+            atomic.replace(temp, lexical)  # durable: the entries have moved to the group already
         except OSError as exc:
             os.unlink(temp)
             if exc.errno in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
@@ -135,6 +136,9 @@ def _move_files(source: str, destination: str, only: str | None = None) -> None:
     for name in names:
         src, dst = os.path.join(source, name), os.path.join(destination, name)
         newest = max(os.lstat(src).st_mtime, os.lstat(dst).st_mtime if os.path.lexists(dst) else 0)
-        os.replace(src, dst)  # both are empty files: replacing loses nothing but an older mtime
+        atomic.replace(src, dst, durable=False)  # both are empty files: replacing loses nothing but an older mtime
         os.utime(dst, (newest, newest), follow_symlinks=False)
+    if names:  # once for the lot, before the directory is swapped for the link
+        atomic.sync_dir(destination)
+        atomic.sync_dir(source)
 

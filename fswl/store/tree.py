@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass
 
 from fswl.constants import MAX_SYMLINK_HOPS
 from fswl.errors import UnsafePath
@@ -13,6 +14,37 @@ from fswl.names import FAMILIES, IPNetwork, network_parts, sender_to_name
 TOMB_DIR = ".tomb"
 #: Directory under db/ holding groups (virtual relays).
 GROUPS_DIR = "groups"
+
+#: What a symlink under db/ turns out to be (Tree.check_link): the one classification
+#: that lookups, the index, walk/ls/export, fsck and sync digests all use.
+LINK_OK, LINK_LOOP, LINK_DANGLING, LINK_ESCAPES, LINK_UNREADABLE = "ok", "loop", "dangling", "escapes", "unreadable"
+_LINK_TEXT = {
+    LINK_LOOP: "a symlink loop",
+    LINK_DANGLING: "a dangling symlink",
+    LINK_ESCAPES: "a symlink leading outside db/",
+    LINK_UNREADABLE: "a symlink that cannot be followed",
+}
+
+
+@dataclass(frozen=True)
+class LinkCheck:
+    """A symlink's fate: followed inside db/ (``resolved``), or a miss with a report."""
+
+    state: str  #: one of the LINK_* values
+    resolved: str | None  #: the path it leads to, spelled under db/, when ``ok``
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.state == LINK_OK
+
+    @property
+    def problem(self) -> str:
+        """The one-line report for fsck, ls and the logs (empty for a good link)."""
+        if self.ok:
+            return ""
+        detail = "" if self.state == LINK_LOOP else f" ({self.detail.replace(' (dangling link?)', '')})"
+        return f"{_LINK_TEXT[self.state]}{detail}; a miss for every lookup: fix or remove it"
 
 
 class Tree:
@@ -67,7 +99,7 @@ class Tree:
                 continue
             if part == "..":
                 if not done:
-                    raise UnsafePath(path, "a link climbs above db/")
+                    raise UnsafePath(path, "a link climbs above db/", LINK_ESCAPES)
                 done.pop()
                 continue
             done.append(part)
@@ -75,14 +107,14 @@ class Tree:
             try:
                 mode = os.lstat(current).st_mode
             except FileNotFoundError:
-                raise UnsafePath(path, f"{self.relative(current)} does not exist (dangling link?)") from None
+                raise UnsafePath(path, f"{self.relative(current)} does not exist (dangling link?)", LINK_DANGLING) from None
             except OSError as exc:
-                raise UnsafePath(path, f"{self.relative(current)}: {exc.strerror}") from None
+                raise UnsafePath(path, f"{self.relative(current)}: {exc.strerror}", LINK_UNREADABLE) from None
             if not stat.S_ISLNK(mode):
                 continue
             hops += 1
             if hops > MAX_SYMLINK_HOPS:
-                raise UnsafePath(path, "symlink loop")
+                raise UnsafePath(path, "symlink loop", LINK_LOOP)
             target = os.readlink(current)
             done.pop()
             if os.path.isabs(target):
@@ -91,8 +123,20 @@ class Tree:
             pending.extend(target.split(os.sep)[::-1])
         return self._prefix + os.sep.join(done) if done else self.db
 
+    def check_link(self, path: str) -> LinkCheck:
+        """Classify ``path`` (a symlink under db/, or a path through one): never raises.
+
+        One bad link is a miss for what lies behind it and nothing else: every
+        reader asks here instead of following it (``os.scandir``, ``is_dir()``
+        and ``os.stat`` raise ELOOP on a loop, and follow a link out of db/).
+        """
+        try:
+            return LinkCheck(LINK_OK, self.resolve(path))
+        except UnsafePath as exc:
+            return LinkCheck(exc.kind, None, str(exc.args[1]))
+
     def _inside(self, target: str, path: str) -> str:
         for root in (self.db, self._real):
             if target == root or target.startswith(root + os.sep):
                 return os.path.relpath(target, root)
-        raise UnsafePath(path, f"a link points to {target}, outside db/")
+        raise UnsafePath(path, f"a link points to {target}, outside db/", LINK_ESCAPES)

@@ -7,7 +7,7 @@ import stat
 from dataclasses import dataclass
 from typing import Iterator
 
-from fswl.errors import BadName, BadSender, UnsafePath
+from fswl.errors import BadName, BadSender
 from fswl.names import (
     FAMILIES,
     IPNetwork,
@@ -62,15 +62,17 @@ def _walk_level(tree: Tree, version: int, lexical: str, parts: tuple[str, ...], 
     real = lexical
     linked = False
     try:
-        if stat.S_ISLNK(os.lstat(lexical).st_mode):
-            real = tree.resolve(lexical)
-            via = tree.relative(real)
-            linked = True  # a linked directory is flat: its entries only
+        is_link = stat.S_ISLNK(os.lstat(lexical).st_mode)
     except FileNotFoundError:
         return
-    except UnsafePath as exc:
-        problems.append(Problem(tree.relative(lexical), str(exc)))
-        return
+    if is_link:
+        check = tree.check_link(lexical)
+        if check.resolved is None:
+            problems.append(Problem(tree.relative(lexical), check.problem))
+            return
+        real = check.resolved
+        via = tree.relative(real)
+        linked = True  # a linked directory is flat: its entries only
     network = network_from_parts(version, parts) if parts else None
     try:
         children = list(os.scandir(real))
@@ -82,7 +84,8 @@ def _walk_level(tree: Tree, version: int, lexical: str, parts: tuple[str, ...], 
         if child.name.startswith("."):
             continue
         child_lexical = os.path.join(lexical, child.name)
-        if is_level_name(version, child.name) and (child.is_dir() or child.is_symlink()):
+        # follow_symlinks=False: is_dir() on a looping link raises ELOOP; links are checked below.
+        if is_level_name(version, child.name) and (child.is_dir(follow_symlinks=False) or child.is_symlink()):
             if linked or len(parts) >= max_depth:
                 problems.append(Problem(tree.relative(child.path), "a sub-level inside a linked directory or below a /32, /128; ignored"))
             else:
@@ -105,17 +108,33 @@ def _level_order(version: int, name: str) -> tuple[int, int, str]:
 
 def _walk_groups(tree: Tree, problems: list[Problem]) -> Iterator[Listing]:
     root = os.path.join(tree.db, GROUPS_DIR)
+    if os.path.islink(root) and not (check := tree.check_link(root)).ok:
+        problems.append(Problem(GROUPS_DIR, check.problem))
+        return
     try:
         groups = sorted(os.scandir(root), key=lambda c: c.name)
     except FileNotFoundError:
         return
+    except OSError as exc:
+        problems.append(Problem(GROUPS_DIR, exc.strerror or str(exc)))
+        return
     for group in groups:
-        if group.name.startswith(".") or not group.is_dir(follow_symlinks=False):
+        if group.name.startswith("."):
             continue
-        for child in sorted(os.scandir(group.path), key=lambda c: c.name):
+        if group.is_symlink() and not (check := tree.check_link(group.path)).ok:
+            problems.append(Problem(tree.relative(group.path), check.problem))
+            continue
+        if not group.is_dir(follow_symlinks=False):
+            continue
+        try:
+            children = sorted(os.scandir(group.path), key=lambda c: c.name)
+        except OSError as exc:
+            problems.append(Problem(tree.relative(group.path), exc.strerror or str(exc)))
+            continue
+        for child in children:
             if child.name.startswith("."):
                 continue
-            if child.is_dir():
+            if child.is_dir(follow_symlinks=False):
                 problems.append(Problem(tree.relative(child.path), "a group holds entries only; directory ignored"))
                 continue
             sender = _entry_sender(child, problems, tree, child.path)
@@ -125,6 +144,9 @@ def _walk_groups(tree: Tree, problems: list[Problem]) -> Iterator[Listing]:
 
 
 def _entry_sender(child: os.DirEntry[str], problems: list[Problem], tree: Tree, lexical: str) -> str | None:
+    if child.is_symlink() and not (check := tree.check_link(lexical)).ok:
+        problems.append(Problem(tree.relative(lexical), check.problem))
+        return None
     if not child.is_file(follow_symlinks=False):
         problems.append(Problem(tree.relative(lexical), "an entry must be a plain empty file; ignored"))
         return None

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, TypeVar
 
-from fswl.errors import Conflict, UnsafePath
+from fswl.errors import Conflict, FswlError, UnsafePath
 from fswl.names import (
     ANY_SENDER,
     LEVEL_BITS,
@@ -172,11 +172,11 @@ class Whitelist:
         return written
 
     def add_many(self, sender: str, networks: Iterable[IPNetwork],
-                 progress: Callable[[int], None] | None = None) -> int:
-        """List ``sender`` for many networks (an import); returns entries written.
+                 progress: Callable[[int], None] | None = None,
+                 refused: Callable[[IPNetwork, str], None] | None = None) -> int:
+        """List ``sender`` for many networks (an import; safe to rerun after a crash); returns entries listed.
 
-        Resolved prefix directories are remembered for the run, so a large
-        import costs a few system calls per entry.
+        A network that cannot be written (under a link, through a bad link) goes to ``refused`` (else raises).
         """
         sender = parse_sender(sender)
         name = sender_to_name(sender)
@@ -184,25 +184,29 @@ class Whitelist:
         count = 0
         for network in networks:
             for piece in boundary_networks(network):
-                lexical = self.tree.relay_dir(piece)
-                head, leaf = os.path.split(lexical)
-                parent = parents.get(head)
-                if parent is None:
-                    parent = parents[head] = self.make_dirs(head)
-                directory = parent + os.sep + leaf
                 try:
-                    os.mkdir(directory)
-                except FileExistsError:
-                    count += self._create(self.make_dirs(directory), sender, None)
-                else:
-                    # A directory made just now holds no entry and no tombstone:
-                    # one create, and no checks.
-                    os.close(os.open(directory + os.sep + name, _CREATE, 0o644))
-                    self.emit(Change(journal.ADD, self.tree.relative(directory + os.sep + name)))
-                    count += 1
+                    count += self._add_piece(piece, sender, name, parents)
+                except FswlError as exc:
+                    if refused is None:
+                        raise
+                    refused(network, str(exc))
             if progress:
                 progress(1)
         return count
+
+    def _add_piece(self, piece: IPNetwork, sender: str, name: str, parents: dict[str, str]) -> bool:
+        head, leaf = os.path.split(lexical := self.tree.relay_dir(piece))
+        parent = parents.get(head) or parents.setdefault(head, self.make_dirs(head))  # resolved once per run
+        if parent != head:  # a link on the way: make_dirs judges the whole path (a linked level is refused)
+            return self._in_dir(lexical, lambda d: self._create(d, sender, None))
+        directory = parent + os.sep + leaf
+        try:
+            os.mkdir(directory)  # made just now: no entry, no tombstone, unless a concurrent writer got in
+            os.close(os.open(directory + os.sep + name, _CREATE, 0o644))
+        except FileExistsError:
+            return self._in_dir(directory, lambda d: self._create(d, sender, None))
+        self.emit(Change(journal.ADD, self.tree.relative(directory + os.sep + name)))
+        return True
 
     def remove(self, sender: str, relay: str | IPNetwork) -> list[tuple[str, bool]]:
         """Remove ``sender`` for ``relay``, leaving a tombstone so mirrors drop it too.

@@ -19,7 +19,6 @@ import fcntl
 import logging
 import os
 import re
-import secrets
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +28,8 @@ from fswl.errors import BadRecord
 from fswl.store import journal
 from fswl.store.journal import Change
 from fswl.sync.records import MAGIC, Record, from_change
+from fswl.util import atomic
+from fswl.util.atomic import write_atomic as _write_atomic
 
 if TYPE_CHECKING:  # cryptography is a slow import; every CLI write loads this module
     from fswl.sync import signing
@@ -215,7 +216,7 @@ class Spool:
             fcntl.flock(fd, fcntl.LOCK_EX)
             if os.fstat(fd).st_size == 0:
                 return False
-            os.rename(path, to)
+            atomic.replace(path, to)
             return True
         finally:
             os.close(fd)
@@ -340,12 +341,3 @@ def _whole(line: bytes) -> bool:
         return True
     log.warning("dropped a cut-off journal line: %r", line[:80])
     return False
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    temp = path.with_name(f".tmp-{secrets.token_hex(6)}")
-    with open(temp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
-import secrets
 import stat
 from pathlib import Path
 from contextlib import contextmanager
@@ -20,13 +20,15 @@ from typing import TYPE_CHECKING, Iterator, NamedTuple
 
 from fswl.names import FAMILIES
 from fswl.store import journal
-from fswl.store.tree import GROUPS_DIR, TOMB_DIR
+from fswl.store.tree import GROUPS_DIR, TOMB_DIR, Tree
 from fswl.sync.batches import DIGESTS_LOCK
 from fswl.sync.records import Record
+from fswl.util import atomic
 
 if TYPE_CHECKING:
     from fswl.sync.batches import Spool
 
+log = logging.getLogger(__name__)
 ROOTS = (*FAMILIES.values(), GROUPS_DIR)
 #: Path components of a subtree whose digest is kept between runs: ``ip4/57/129``.
 SUBTREE_DEPTH = 3
@@ -107,7 +109,8 @@ class Digests:
                         self._subtrees[sub] = digest
                     listing[name] = Child(DIR, digest)
                 elif child.is_symlink():
-                    listing[name] = Child(LINK, os.readlink(child.path))
+                    if (link := _link(self.db, child.path)) is not None:
+                        listing[name] = link
                 elif child.is_file(follow_symlinks=False):
                     listing[name] = Child(ENTRY, child.stat(follow_symlinks=False).st_mtime)
         self.listings[rel] = listing
@@ -184,6 +187,15 @@ def compare(mine: dict[str, list[str | float]], theirs: dict[str, list[str | flo
     return sorted(pull), sorted(push), sorted(descend)
 
 
+def _link(db: str, path: str) -> Child | None:
+    """A link as compared; None for one that loops, dangles or leaves db/: a miss, never sent (fsck names it)."""
+    check = Tree(db).check_link(path)
+    if not check.ok:
+        log.warning("digests skip %s: %s", os.path.relpath(path, db), check.problem)
+        return None
+    return Child(LINK, os.readlink(path))
+
+
 @contextmanager
 def _nothing() -> Iterator[None]:
     yield
@@ -206,6 +218,5 @@ def _load(index: Path) -> dict[str, str]:
 
 
 def _save(index: Path, digests: dict[str, str]) -> None:
-    temp = index.with_name(f".tmp-{secrets.token_hex(6)}")
-    temp.write_text(json.dumps(digests, separators=(",", ":")))
-    os.replace(temp, index)
+    # Durable: a cache older than the dirty marks already consumed would hide differences.
+    atomic.write_atomic(index, json.dumps(digests, separators=(",", ":")))

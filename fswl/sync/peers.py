@@ -11,7 +11,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import secrets
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 from fswl.errors import BadConfig, BadInput
 from fswl.sync.batches import ORIGIN_NAME
+from fswl.util.atomic import write_atomic as _write_atomic
 
 DEFAULT_PORT = 22
 DEFAULT_REMOTE_COMMAND = "fswl"
@@ -185,9 +185,3 @@ def clean_known(data: object) -> dict[str, dict[str, int]]:
         out[node] = {o: s for o, s in holdings.items()
                      if isinstance(o, str) and ORIGIN_NAME.match(o) and isinstance(s, int) and s >= 0}
     return out
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    temp = path.with_name(f".tmp-{secrets.token_hex(6)}")
-    temp.write_bytes(data)
-    os.replace(temp, path)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
 from fswl.errors import BadCode, CodeGone
+from fswl.util import atomic
 
 USED = "used"
 SUFFIX = ".json"
@@ -44,10 +44,7 @@ class Pending:
         self.used.mkdir(parents=True, exist_ok=True)
 
     def put(self, record: Record) -> None:
-        fd, temp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(asdict(record), handle)
-        os.replace(temp, self._path(record.id))
+        atomic.write_atomic(self._path(record.id), json.dumps(asdict(record)), mode=0o600)
 
     def get(self, record_id: str) -> Record:
         """The waiting record; BadCode says why there is none (used, or unknown)."""
@@ -63,14 +60,14 @@ class Pending:
         """Use a record once: the first caller gets it, any later one BadCode."""
         record = self.get(record_id)
         try:
-            os.rename(self._path(record_id), self._path(record_id, used=True))
+            atomic.replace(self._path(record_id), self._path(record_id, used=True))
         except FileNotFoundError:
             raise CodeGone("this code was already used") from None
         return record
 
     def untake(self, record_id: str) -> None:
         """Make a used record usable again (listing it failed, so the code must still work)."""
-        os.rename(self._path(record_id, used=True), self._path(record_id))
+        atomic.replace(self._path(record_id, used=True), self._path(record_id))
 
     @staticmethod
     def read(path: Path) -> Record:

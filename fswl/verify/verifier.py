@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Callable
 from fswl import config, history
 from fswl.errors import BadCode, BadSender, CodeGone, FswlError, VerifyRefused
 from fswl.names import IPAddress, parse_sender, split_sender
+from fswl.util import atomic
 from fswl.verify import codes, mail, screen
 from fswl.verify.caps import Caps, Limits
 from fswl.verify.pending import Pending, Record
@@ -275,7 +276,7 @@ class Verifier:
         with self._spf_lock:  # one rotation at a time in this process; a racing process loses a line at worst
             try:
                 if self.events_path.stat().st_size > EVENTS_LOG_BYTES:
-                    os.replace(self.events_path, self.events_path.with_name(self.events_path.name + ".1"))
+                    atomic.replace(self.events_path, self.events_path.with_name(self.events_path.name + ".1"))
             except FileNotFoundError:
                 pass
             fd = os.open(self.events_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
