@@ -32,6 +32,7 @@ from fswl.names import (
 )
 from fswl.store import journal
 from fswl.store.journal import Change, Listener
+from fswl.store.lastseen import LastSeen, state_path
 from fswl.store.tree import Tree
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ class Whitelist:
         self.tree = Tree(db)
         self.db = self.tree.db
         self.listeners: list[Listener] = list(listeners)
+        self.last_seen = LastSeen(state_path(self.db))  # apart from db/: an entry's mtime is its add time
 
     # -- reading ----------------------------------------------------------
 
@@ -159,7 +161,7 @@ class Whitelist:
     def add(self, sender: str, relay: str | IPNetwork, *, when: float | None = None) -> list[str]:
         """List ``sender`` for ``relay``; returns the entry paths written.
 
-        An existing entry has its mtime (last seen) refreshed.  ``when`` is
+        An existing entry is re-added: its mtime (the add time) is refreshed.  ``when`` is
         for replaying another node's write: an entry whose tombstone is newer
         than ``when`` stays removed.
         """
@@ -228,18 +230,20 @@ class Whitelist:
         return self._in_dir(directory, lambda d: self._remove(d, sender, stamp))
 
     def touch_seen(self, paths: Iterable[str], when: float | None = None) -> int:
-        """Set the last-seen time of existing entries; returns how many were refreshed."""
+        """Note existing entries as seen in use (never in their mtime: that is the add time); returns how many."""
         stamp = time.time() if when is None else when
-        count = 0
+        seen = []
         for path in paths:
             try:
-                self.tree.resolve(path)
-                os.utime(path, (stamp, stamp), follow_symlinks=False)
+                real = self.tree.resolve(path)
+                if stat.S_ISREG(os.lstat(real).st_mode):  # gone meanwhile: being seen never brings it back
+                    seen.append((self.tree.relative(real), stamp))
             except (OSError, UnsafePath):
-                continue
-            count += 1
-            self.emit(Change(journal.SEEN, self.tree.relative(path), when=stamp))
-        return count
+                pass
+        self.last_seen.record(seen)
+        for rel, _ in seen:
+            self.emit(Change(journal.SEEN, rel, when=stamp))
+        return len(seen)
 
     def link(self, relay: str | IPNetwork, group: str) -> str:
         """Make a relay or prefix directory a symlink to db/groups/GROUP; see fswl.store.links."""
