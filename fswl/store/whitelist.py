@@ -161,9 +161,8 @@ class Whitelist:
     def add(self, sender: str, relay: str | IPNetwork, *, when: float | None = None) -> list[str]:
         """List ``sender`` for ``relay``; returns the entry paths written.
 
-        An existing entry is re-added: its mtime (the add time) is refreshed.  ``when`` is
-        for replaying another node's write: an entry whose tombstone is newer
-        than ``when`` stays removed.
+        An existing entry is re-added: its mtime (the add time) is refreshed.  ``when`` replays
+        another node's write: an entry whose tombstone is newer than ``when`` stays removed.
         """
         sender = parse_sender(sender)
         written = []
@@ -349,7 +348,7 @@ class Whitelist:
 
 
 def _stamp(path: str, when: float | None) -> bool:
-    """Create an empty file or refresh its mtime; False if a concurrent writer removed it meanwhile."""
+    """Create an empty file or date it ``when`` or now; False if a concurrent writer removed it meanwhile."""
     try:
         os.close(os.open(path, _CREATE, 0o644))
     except FileExistsError:
@@ -360,7 +359,8 @@ def _stamp(path: str, when: float | None) -> bool:
         if not stat.S_ISREG(mode):
             raise UnsafePath(path, "an entry name is taken by something that is not a file") from None
     try:
-        os.utime(path, None if when is None else (when, when), follow_symlinks=False)
+        # Now is time.time(): utime(None)'s coarse clock can read before a removal made just now.
+        os.utime(path, (when, when) if when is not None else (time.time(),) * 2, follow_symlinks=False)
     except FileNotFoundError:
         return False
     return True
