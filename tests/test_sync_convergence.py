@@ -178,6 +178,8 @@ def test_random_writes_faults_and_lookups_converge_to_the_model(tmp_path: Path, 
                             continue
                         (home.db / path).parent.mkdir(parents=True, exist_ok=True)
                         (home.db / path).touch()
+                        stamp = time.time()  # as `touch` would, on the clock the model and removals use
+                        os.utime(home.db / path, (stamp, stamp))
                         model.write(path, "add")
                         run_fswl(home, "sync", "--rescan", rng.choice(peers), check=True, timeout=120)
                     elif where.startswith("groups/"):
