@@ -1,4 +1,4 @@
-"""Recording hits: an entry's mtime is "last seen", refreshed off the answer path."""
+"""Recording hits: last-seen times (fswl.store.lastseen, never an entry's mtime), written off the answer path."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ MAX_REMEMBERED = 1_000_000
 
 
 class SeenRecorder:
-    """Collects entry paths that answered a query and refreshes their mtimes in batches.
+    """Collects entry paths that answered a query and records them as seen, in batches.
 
     ``record`` does no I/O and takes no lock, so the DNS and policy hot paths
     can call it; each entry is written at most once per ``refresh`` seconds.

@@ -20,9 +20,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No FSWL_* setting of the caller leaks into a test (FSWL_REQUIRE_INTEGRATION excepted)."""
+    """No FSWL_* setting of the caller leaks into a test (except those that say how tests run)."""
     for name in list(os.environ):
-        if name.startswith("FSWL_") and name not in ("FSWL_REQUIRE_INTEGRATION", "FSWL_SLOW"):
+        if name.startswith("FSWL_") and name not in ("FSWL_REQUIRE_INTEGRATION", "FSWL_SLOW", "FSWL_SEED", "FSWL_OPS"):
             monkeypatch.delenv(name)
 
 

@@ -81,6 +81,25 @@ def test_expire_removes_idle_entries_and_old_tombstones(fswl, home: Home) -> Non
     assert not fresh.exists()
 
 
+def test_expire_counts_from_the_later_of_the_add_and_the_last_seen_time(fswl, home: Home) -> None:
+    now = time.time()
+    used = touch(home.db / "ip4/10/0/0/1/used@x.org", now - 300 * DAY)  # added long ago, in use
+    stale = touch(home.db / "ip4/10/0/0/1/stale@x.org", now - 300 * DAY)  # last seen long ago too
+    wl = home.whitelist
+    assert wl.touch_seen([str(used)], now - 3 * DAY) == 1
+    assert wl.touch_seen([str(stale)], now - 190 * DAY) == 1
+    listed = fswl("ls", check=True).stdout
+    assert time.strftime("%Y-%m-%d", time.gmtime(now - 3 * DAY)) in listed  # ls shows what expiry counts from
+    out = fswl("expire", check=True).stdout
+    assert out == "removed ip4/10/0/0/1/stale@x.org\n"
+    assert used.exists() and used.stat().st_mtime == pytest.approx(now - 300 * DAY)
+    assert wl.last_seen.get("ip4/10/0/0/1/stale@x.org") is None  # the expired entry's row is gone
+    # Being seen never outweighs a removal: the removal compares with the add time.
+    fswl("rm", "used@x.org", "10.0.0.1", check=True)
+    assert fswl("check", "used@x.org", "10.0.0.1").returncode == 1
+    assert wl.touch_seen([str(used)], now + 10) == 0
+
+
 def test_expire_reads_its_window_from_fswl_toml(fswl, home: Home) -> None:
     home.config_path.write_text("[store]\nexpire_days = 30\ntombstone_days = 60\n")
     entry = touch(home.db / "ip4/10/0/0/1/a@x.org", time.time() - 31 * DAY)

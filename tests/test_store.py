@@ -128,12 +128,14 @@ def test_a_replayed_older_add_loses_to_a_newer_tombstone(wl: Whitelist) -> None:
     assert os.stat(wl.lookup("dave@umkc.edu", "57.129.134.63").path).st_mtime == pytest.approx(now + 1)
 
 
-def test_add_refreshes_last_seen(wl: Whitelist) -> None:
+def test_add_refreshes_the_add_time_and_seen_never_does(wl: Whitelist) -> None:
     [path] = wl.add("dave@umkc.edu", "57.129.134.63")
     os.utime(path, (1000, 1000))
-    wl.add("dave@umkc.edu", "57.129.134.63")
-    assert os.stat(path).st_mtime > time.time() - 60
-    assert wl.touch_seen([path], when=5000) == 1 and os.stat(path).st_mtime == 5000
+    wl.add("dave@umkc.edu", "57.129.134.63")  # an explicit re-add
+    added = os.stat(path).st_mtime
+    assert added > time.time() - 60
+    assert wl.touch_seen([path], when=added + 5000) == 1 and os.stat(path).st_mtime == added
+    assert wl.last_seen.get(wl.tree.relative(path)) == added + 5000
 
 
 def test_changes_are_announced(wl: Whitelist) -> None:

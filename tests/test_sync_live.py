@@ -110,7 +110,9 @@ def test_running_serve_and_daemon_started_before_any_peer_carry_writes_without_a
         answer = ask(port, "77.2.0.192.wl.example.org")
         assert answer is not None and "127.0.0.4" in answer.to_text()
         stop(serve)  # flushes the hits it recorded
-        eventually("the access list reaching b", lambda: (mesh["b"].home / entry).stat().st_mtime > old + DAY)
+        seen_on_b = Home(mesh["b"].home).whitelist.last_seen
+        eventually("the access list reaching b", lambda: (seen_on_b.get("ip4/192/0/2/77/*") or 0) > old + DAY)
+        assert (mesh["b"].home / entry).stat().st_mtime == old, "being seen never moves the add time"
     finally:
         if serve.poll() is None:
             serve.kill()

@@ -96,14 +96,23 @@ def test_apply_is_idempotent_and_the_newest_write_wins(tmp_path: Path) -> None:
     assert wl.lookup("dave@umkc.edu", "57.129.134.63")
 
 
-def test_seen_refreshes_and_recreates(tmp_path: Path) -> None:
+def test_seen_refreshes_the_age_of_an_existing_entry_and_never_creates_or_revives(tmp_path: Path) -> None:
     wl = Whitelist(tmp_path / "db")
     path = "ip4/10/*"
     apply_record(wl, Record("add", path, NOW))
     assert apply_record(wl, Record("seen", path, NOW + 100))
-    assert os.stat(tmp_path / "db" / path).st_mtime == pytest.approx(NOW + 100)
-    os.unlink(tmp_path / "db" / path)  # expired here, in use elsewhere: it comes back
-    assert apply_record(wl, Record("seen", path, NOW + 200))
+    assert not apply_record(wl, Record("seen", path, NOW + 50))  # never back
+    assert os.stat(tmp_path / "db" / path).st_mtime == pytest.approx(NOW), "the mtime stays the add time"
+    assert wl.last_seen.get(path) == pytest.approx(NOW + 100)
+    # Seen after a removal made here: the removal still wins, against the add time.
+    assert apply_record(wl, Record("remove", path, NOW + 10))
+    assert not apply_record(wl, Record("seen", path, NOW + 200))
+    assert wl.lookup("x@y.org", "10.1.2.3") is None
+    # Never existed here (or expired): a seen record creates nothing.
+    assert not apply_record(wl, Record("seen", "ip4/11/*", NOW + 200))
+    assert not (tmp_path / "db" / "ip4/11/*").exists()
+    # A later explicit add beats the removal; a seen record does not undo that either.
+    assert apply_record(wl, Record("add", path, NOW + 300))
     assert wl.lookup("x@y.org", "10.1.2.3")
 
 

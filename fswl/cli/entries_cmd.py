@@ -58,7 +58,7 @@ def check(obj, sender: str, relay: str) -> int:
 @click.option("--groups", is_flag=True, help="Also list groups' entries on their own.")
 @click.pass_obj
 def ls(obj, relay: str | None, groups: bool) -> None:
-    """List entries (all, or those overlapping RELAY): network, sender, last seen, group."""
+    """List entries (all, or those overlapping RELAY): network, sender, last added or seen, group."""
     from fswl.store.walk import walk
 
     wl = obj.home.whitelist
@@ -67,15 +67,17 @@ def ls(obj, relay: str | None, groups: bool) -> None:
         listings = walk(wl.tree, problems, groups=groups)
     else:
         listings = wl.entries(relay)
+    seen = wl.last_seen.since(float("-inf"))
     for listing in listings:
-        click.echo(format_listing(listing))
+        click.echo(format_listing(listing, seen.get(wl.tree.relative(listing.path), 0.0)))
     for problem in problems:
         click.echo(f"fswl: warning: {problem}", err=True)
 
 
-def format_listing(listing: Listing) -> str:
+def format_listing(listing: Listing, seen: float = 0.0) -> str:
+    """``seen`` is the last-seen time on this node: the date shown is when expiry counts from."""
     where = str(listing.network) if listing.network is not None else f"group:{listing.group}"
-    seen = time.strftime("%Y-%m-%d", time.gmtime(listing.mtime))
+    date = time.strftime("%Y-%m-%d", time.gmtime(max(listing.mtime, seen)))
     via = f" via {listing.via}" if listing.via else ""
     # The file-name form: control bytes stay percent-encoded, never reach the terminal raw.
-    return f"{where} {sender_to_name(listing.sender)} {seen}{via}"
+    return f"{where} {sender_to_name(listing.sender)} {date}{via}"

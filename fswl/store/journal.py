@@ -12,7 +12,7 @@ REMOVE = "remove"  # an entry was explicitly removed; a tombstone was left
 EXPIRE = "expire"  # an entry aged out; no tombstone
 LINK = "link"  # a relay directory became a symlink to a group
 UNLINK = "unlink"  # that symlink was removed
-SEEN = "seen"  # an entry's mtime was refreshed by use
+SEEN = "seen"  # an entry was seen in use (its last-seen time, never its mtime)
 
 
 @dataclass(frozen=True)

@@ -28,13 +28,16 @@ class ExpireReport:
 
 def expire(wl: Whitelist, days: float, tomb_days: float, dry_run: bool = False,
            now: float | None = None, progress: Callable[[int], None] | None = None) -> ExpireReport:
-    """Remove entries not seen for ``days`` and tombstones older than ``tomb_days``.
+    """Remove entries neither added nor seen for ``days``, and tombstones older than ``tomb_days``.
 
-    Expiry leaves no tombstone: every node ages out its own idle entries, and
-    an entry in use on another node comes back with that node's access list.
+    An entry's age is the later of its mtime (the explicit add) and its
+    last-seen time on this node (fswl.store.lastseen).  Expiry leaves no
+    tombstone: every node ages out its own idle entries, and an entry in use
+    on another node is kept here by that node's access list.
     """
     now = time.time() if now is None else now
     entry_cutoff, tomb_cutoff = now - days * DAY, now - tomb_days * DAY
+    recent = wl.last_seen.since(entry_cutoff)
     report = ExpireReport()
     for path, is_tomb, mtime in _physical_files(wl):
         if progress:
@@ -42,6 +45,8 @@ def expire(wl: Whitelist, days: float, tomb_days: float, dry_run: bool = False,
         if mtime >= (tomb_cutoff if is_tomb else entry_cutoff):
             continue
         rel = wl.tree.relative(path)
+        if not is_tomb and rel in recent:
+            continue  # seen in use within the window
         (report.tombstones if is_tomb else report.entries).append(rel)
         if dry_run:
             continue
@@ -52,6 +57,9 @@ def expire(wl: Whitelist, days: float, tomb_days: float, dry_run: bool = False,
         if not is_tomb:
             wl.emit(Change(journal.EXPIRE, rel, when=now))
     if not dry_run:
+        # Rows older than the window can no longer keep anything: the entries they kept are now
+        # younger by their add time, or expired.
+        wl.last_seen.forget(report.entries, before=entry_cutoff)
         report.directories = _prune_empty(wl)
     return report
 

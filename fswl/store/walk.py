@@ -26,7 +26,7 @@ class Listing:
     network: IPNetwork | None  #: None for an entry of a group seen on its own
     sender: str
     path: str  #: the entry file, symlinks resolved
-    mtime: float  #: last seen
+    mtime: float  #: when it was explicitly added (last-seen times are in fswl.store.lastseen)
     via: str | None  #: the linked directory relative to db/, when reached through a link
     group: str | None = None  #: for entries walked in db/groups/
 

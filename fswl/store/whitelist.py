@@ -32,6 +32,7 @@ from fswl.names import (
 )
 from fswl.store import journal
 from fswl.store.journal import Change, Listener
+from fswl.store.lastseen import LastSeen, state_path
 from fswl.store.tree import Tree
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ class Whitelist:
         self.tree = Tree(db)
         self.db = self.tree.db
         self.listeners: list[Listener] = list(listeners)
+        self.last_seen = LastSeen(state_path(self.db))  # apart from db/: an entry's mtime is its add time
 
     # -- reading ----------------------------------------------------------
 
@@ -159,9 +161,8 @@ class Whitelist:
     def add(self, sender: str, relay: str | IPNetwork, *, when: float | None = None) -> list[str]:
         """List ``sender`` for ``relay``; returns the entry paths written.
 
-        An existing entry has its mtime (last seen) refreshed.  ``when`` is
-        for replaying another node's write: an entry whose tombstone is newer
-        than ``when`` stays removed.
+        An existing entry is re-added: its mtime (the add time) is refreshed.  ``when`` replays
+        another node's write: an entry whose tombstone is newer than ``when`` stays removed.
         """
         sender = parse_sender(sender)
         written = []
@@ -232,18 +233,20 @@ class Whitelist:
         return self._in_dir(directory, lambda d: self._remove(d, sender, stamp))
 
     def touch_seen(self, paths: Iterable[str], when: float | None = None) -> int:
-        """Set the last-seen time of existing entries; returns how many were refreshed."""
+        """Note existing entries as seen in use (never in their mtime: that is the add time); returns how many."""
         stamp = time.time() if when is None else when
-        count = 0
+        seen = []
         for path in paths:
             try:
-                self.tree.resolve(path)
-                os.utime(path, (stamp, stamp), follow_symlinks=False)
+                real = self.tree.resolve(path)
+                if stat.S_ISREG(os.lstat(real).st_mode):  # gone meanwhile: being seen never brings it back
+                    seen.append((self.tree.relative(real), stamp))
             except (OSError, UnsafePath):
-                continue
-            count += 1
-            self.emit(Change(journal.SEEN, self.tree.relative(path), when=stamp))
-        return count
+                pass
+        self.last_seen.record(seen)
+        for rel, _ in seen:
+            self.emit(Change(journal.SEEN, rel, when=stamp))
+        return len(seen)
 
     def link(self, relay: str | IPNetwork, group: str) -> str:
         """Make a relay or prefix directory a symlink to db/groups/GROUP; see fswl.store.links."""
@@ -349,7 +352,7 @@ class Whitelist:
 
 
 def _stamp(path: str, when: float | None) -> bool:
-    """Create an empty file or refresh its mtime; False if a concurrent writer removed it meanwhile."""
+    """Create an empty file or date it ``when`` or now; False if a concurrent writer removed it meanwhile."""
     try:
         os.close(os.open(path, _CREATE, 0o644))
     except FileExistsError:
@@ -360,7 +363,8 @@ def _stamp(path: str, when: float | None) -> bool:
         if not stat.S_ISREG(mode):
             raise UnsafePath(path, "an entry name is taken by something that is not a file") from None
     try:
-        os.utime(path, None if when is None else (when, when), follow_symlinks=False)
+        # Now is time.time(): utime(None)'s coarse clock can read before a removal made just now.
+        os.utime(path, (when, when) if when is not None else (time.time(),) * 2, follow_symlinks=False)
     except FileNotFoundError:
         return False
     return True

@@ -1,4 +1,8 @@
-"""Applying received records to db/: idempotent, newest write wins, never outside db/.
+"""Applying received records to db/: idempotent, newest explicit write wins, never outside db/.
+
+An add or a removal carries the time it was made; a removal beats every add
+made before it, an add every removal made before it.  A ``seen`` record only
+refreshes the last-seen time of an entry that exists (fswl.store.lastseen).
 
 Records arrive already validated (fswl.sync.records); the writes go through
 the store, whose make_dirs and resolve refuse any way out of db/.  The
@@ -10,10 +14,11 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from dataclasses import dataclass
 from typing import Iterable
 
-from fswl.errors import BadRecord, FswlError
+from fswl.errors import BadRecord, FswlError, UnsafePath
 from fswl.names import network_from_parts
 from fswl.store import journal
 from fswl.store.whitelist import Whitelist
@@ -71,15 +76,27 @@ def apply_record(wl: Whitelist, record: Record) -> bool:
             return False
         _path, existed = wl.remove_at(directory, sender, record.when)
         return existed or _mtime(tomb) == record.when
-    current = _mtime(entry)
-    if current >= record.when:
+    if record.op == journal.SEEN:
+        return _apply_seen(wl, entry, record.when)
+    if _mtime(entry) >= record.when:
         return False
-    if current > float("-inf") and record.op == journal.SEEN:
-        wl.tree.resolve(entry)  # the entry must be inside db/ before its mtime is touched
-        os.utime(entry, (record.when, record.when), follow_symlinks=False)
-        return True
-    # A missing entry seen in use elsewhere comes back, unless removed later.
     return wl.add_at(directory, sender, when=record.when)
+
+
+def _apply_seen(wl: Whitelist, entry: str, when: float) -> bool:
+    """The one place a `seen` record is applied, signed or not: it refreshes the age of an entry that
+    exists and nothing else. It never creates one (it cannot tell "expired" from "never existed" or
+    "removed here"), never revives one, never moves its mtime (the add time, which removals compare
+    with), so it can never outweigh a removal. True if this node learnt a later last-seen time."""
+    try:
+        real = wl.tree.resolve(entry)
+        if not stat.S_ISREG(os.lstat(real).st_mode):
+            return False
+    except (OSError, UnsafePath):
+        return False  # no such entry here: nothing to refresh
+    if when <= max(_mtime(real), wl.last_seen.get(wl.tree.relative(real)) or float("-inf")):
+        return False
+    return wl.touch_seen([entry], when) == 1
 
 
 def _apply_link(wl: Whitelist, record: Record) -> bool:

@@ -2,7 +2,8 @@
 
 A directory's digest covers the names of its entries, its tombstones, its
 links with their targets and its sub-directories with their digests; not
-mtimes (last-seen times travel in access lists).  Two nodes compare the
+mtimes (an entry's is its add time, carried by its record and settled
+against tombstones; last-seen times travel in access lists).  Two nodes compare the
 top level, then descend only into directories whose digests differ, and
 exchange the records of what one has and the other lacks.
 """

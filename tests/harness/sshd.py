@@ -102,7 +102,8 @@ class Mirror:
 class Mesh:
     """Several mirrors sharing one client key and one known_hosts file."""
 
-    def __init__(self, root: Path, names: list[str]) -> None:
+    def __init__(self, root: Path, names: list[str], one_sshd: bool = False) -> None:
+        """``one_sshd``: every mirror is reached through the first one's sshd (homes differ by path)."""
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.key = keygen(root / "client_key")
@@ -113,11 +114,12 @@ class Mesh:
                 home = root / name
                 home.mkdir()
                 (home / "fswl.toml").write_text(f'[sync]\nnode = "{name}"\ninterval = 1\nmax_backoff = 2\n')
-                self.mirrors[name] = Mirror(name, home, Sshd(root / f"sshd-{name}", self.key))
+                shared = next(iter(self.mirrors.values())).sshd if one_sshd and self.mirrors else None
+                self.mirrors[name] = Mirror(name, home, shared or Sshd(root / f"sshd-{name}", self.key))
         except Exception:
             self.stop()
             raise
-        self.known_hosts.write_text("".join(m.sshd.known_hosts_line() for m in self.mirrors.values()))
+        self.known_hosts.write_text("".join({m.sshd.known_hosts_line() for m in self.mirrors.values()}))
 
     def __getitem__(self, name: str) -> Mirror:
         return self.mirrors[name]
@@ -128,8 +130,8 @@ class Mesh:
                 "--known-hosts", str(self.known_hosts), "--remote-command", REMOTE_COMMAND]
 
     def stop(self) -> None:
-        for mirror in self.mirrors.values():
-            mirror.sshd.stop()
+        for sshd in {id(m.sshd): m.sshd for m in self.mirrors.values()}.values():
+            sshd.stop()
 
 
 def closed_url(mirror: Mirror) -> str:
