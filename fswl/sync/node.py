@@ -15,6 +15,8 @@ from fswl.sync.peers import Peers
 
 if TYPE_CHECKING:
     from fswl.home import Home
+    from fswl.store.journal import Change
+    from fswl.sync.handedits import Scan
     from fswl.sync.signing import Keyring, Signer
 
 DAY = 86400.0
@@ -76,8 +78,25 @@ class Node:
         return Whitelist(self.home.db, [self.spool.mark_dirty, ChangeLog(self.home.changelog_path)])
 
     def seal(self) -> list[int]:
-        """Seal local writes (and, when due, the access list) into batches."""
+        """Journal hand edits made since the last round, then seal local writes (and, when due,
+        the access list) into batches."""
+        self.hand_edits()
         return self.spool.seal(self.signer, self.settings.access_list_days * DAY)
+
+    def hand_edits(self, dry_run: bool = False) -> Scan:
+        """The edits made to db/ by hand since the last round (fswl.sync.handedits); unless
+        ``dry_run``, marked for digests and, when a peer is configured, journalled."""
+        from fswl.sync.handedits import journal_hand_edits
+
+        peered = bool(self.peers.names())
+
+        def announce(change: Change) -> None:
+            self.spool.mark_dirty(change)
+            if peered:
+                self.spool.journal(change)
+
+        return journal_hand_edits(str(self.home.db), str(self.spool.root), str(self.home.changelog_path),
+                                  announce, dry_run=dry_run)
 
     def drain(self) -> int:
         """Drop the batches every configured peer is known to hold; returns how many."""
