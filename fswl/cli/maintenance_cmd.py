@@ -58,10 +58,13 @@ def fsck(obj, repair: bool) -> int:
 def _unjournalled(home):
     """Hand edits of db/ that no round has journalled for peers yet (none without a peer)."""
     from fswl.store.walk import Problem
-    from fswl.sync.handedits import edits_report
     from fswl.sync.node import Node
 
     node = Node(home)
     if not node.peers.names():
         return []
-    return [Problem(path, what) for path, what in edits_report(node.hand_edits(dry_run=True).edits)]
+    return [Problem(c.path, f"{_BY_HAND[c.op]} by hand; peers have not seen it yet: a plain `fswl sync` "
+                    "journals and sends it") for c in node.hand_edits(dry_run=True).edits]
+
+
+_BY_HAND = {"add": "added", "remove": "removed", "link": "linked", "unlink": "unlinked"}

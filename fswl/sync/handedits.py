@@ -37,15 +37,16 @@ import sqlite3
 import stat
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterable
+from typing import Callable
 
 from fswl.errors import BadRecord, FswlError
 from fswl.names import FAMILIES, is_level_name, parse_group
 from fswl.store import journal
+from fswl.store.changelog import log_mark, logged_since
 from fswl.store.journal import Change
 from fswl.store.tree import GROUPS_DIR, TOMB_DIR
 from fswl.store.whitelist import Whitelist
-from fswl.sync.records import MAX_LEVELS, check_link_target, from_change, parse_record
+from fswl.sync.records import MAX_LEVELS, check_entry_path, check_link_target, from_change, parse_record
 
 log = logging.getLogger(__name__)
 
@@ -109,19 +110,19 @@ class _Scanner:
         self.moved: dict[str, tuple[str, set[str]]] = {}  # relay made a link -> (target, entries it had)
 
     def run(self) -> Scan:
-        mark = _log_mark(self.changelog)  # before any listing: a write logged after it shows next round
+        mark = log_mark(self.changelog)  # before any listing: a write logged after it shows next round
         previous = self._meta("log")
         stamps = dict(self.conn.execute("SELECT rel, mtime FROM dirs"))
         if not stamps or previous is None:
             self.scan.baseline = True
-            self._came_dir("", self.db)
+            self._came_dir("")
         else:
             changed = [rel for rel, known in stamps.items() if not known or _mtime_ns(self.db, rel) != known]
             self.scan.checked = len(stamps)
             for rel in sorted(changed, key=lambda r: (r.count("/"), r)):
                 if rel not in self.rows:
                     self._compare(rel)
-            logged = _logged_since(self.changelog, json.loads(previous))
+            logged = logged_since(self.changelog, json.loads(previous))
             if logged is None:
                 self.scan.lost = True
                 log.warning("hand edits: the change log rotated twice since the last round, so edits made by "
@@ -188,31 +189,25 @@ class _Scanner:
         return entries
 
     def _came(self, path: str, kind: str) -> None:
-        full = os.path.join(self.db, path)
+        if kind == DIR:
+            self._came_dir(path)
+            return
+        try:
+            when = os.lstat(os.path.join(self.db, path)).st_mtime
+        except OSError:
+            return  # gone again meanwhile
         if kind == ENTRY:
-            try:
-                when = os.lstat(full).st_mtime
-            except OSError:
-                return  # gone again meanwhile
             self.found.append(Change(journal.ADD, path, when=when))
-        elif kind[0] == LINK:
-            try:
-                when = os.lstat(full).st_mtime
-            except OSError:
-                return
-            self.found.append(Change(journal.LINK, path, target=kind[1:], when=when))
         else:
-            self._came_dir(path, full)
+            self.found.append(Change(journal.LINK, path, target=kind[1:], when=when))
 
-    def _came_dir(self, rel: str, full: str) -> None:
+    def _came_dir(self, rel: str) -> None:
         """A directory not kept yet (all of db/ at the first round): everything in it is new."""
         read = self._read(rel)
-        if read is None:
-            return
-        for name, kind in sorted(read[1].items()):
+        for name, kind in sorted(read[1].items()) if read is not None else ():
             path = f"{rel}/{name}" if rel else name
             if kind == DIR:
-                self._came_dir(path, os.path.join(full, name))
+                self._came_dir(path)
             elif not self.scan.baseline:
                 self._came(path, kind)
 
@@ -282,12 +277,12 @@ class _Scanner:
                 elif change.op == journal.ADD:
                     # Removes an older tombstone, as `fswl add` does.
                     if not (os.path.lexists(os.path.join(directory, name))
-                            and wl.add_at(directory, _sender(change.path), when=change.when)):
+                            and wl.add_at(directory, check_entry_path(change.path), when=change.when)):
                         continue
                 else:
                     if os.path.lexists(os.path.join(directory, name)):
                         continue  # made again meanwhile
-                    wl.remove_at(directory, _sender(change.path), when=change.when)
+                    wl.remove_at(directory, check_entry_path(change.path), when=change.when)
             except (FswlError, OSError) as exc:
                 log.warning("hand edits: %s %s not journalled: %s", change.op, change.path, exc)
                 continue
@@ -381,12 +376,6 @@ def _lands_on(path: str, target: str) -> str | None:
     return joined if len(parts) == 2 and parts[0] == GROUPS_DIR and _is_group(parts[1]) else None
 
 
-def _sender(path: str) -> str:
-    from fswl.sync.records import check_entry_path
-
-    return check_entry_path(path)
-
-
 def _mtime(path: str) -> float:
     try:
         return os.lstat(path).st_mtime
@@ -400,46 +389,3 @@ def _mtime_ns(db: str, rel: str) -> int | None:
         return os.lstat(f"{db}/{rel}" if rel else db).st_mtime_ns
     except OSError:
         return None
-
-
-def _log_mark(path: str) -> list[int]:
-    """[inode, size] of the change log now, and the inode of its rotated file (0: none)."""
-    marks = []
-    for name in (path, path + ".1"):
-        try:
-            status = os.stat(name)
-            marks.append((status.st_ino, status.st_size))
-        except FileNotFoundError:
-            marks.append((0, 0))
-    return [marks[0][0], marks[0][1], marks[1][0]]
-
-
-def _logged_since(path: str, mark: list[int]) -> set[str] | None:
-    """Paths the change log got since ``mark``; None if part of it is gone unread (two rotations)."""
-    inode, size, rotated = mark
-    now = _log_mark(path)
-    if inode and now[0] == inode:
-        return None if now[1] < size else _lines(path, size)
-    if inode and now[2] == inode:
-        return _lines(path + ".1", size) | _lines(path, 0)
-    if not inode:  # no log then: each file there now was begun since
-        return (_lines(path + ".1", 0) if now[2] and now[2] != rotated else set()) | _lines(path, 0)
-    return None
-
-
-def _lines(path: str, offset: int) -> set[str]:
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            data = handle.read()
-    except FileNotFoundError:
-        return set()
-    return {line.decode("utf-8", "surrogateescape") for line in data.split(b"\n") if line}
-
-
-def edits_report(edits: Iterable[Change]) -> list[tuple[str, str]]:
-    """(path, what) for each hand edit, as `fswl fsck` prints them."""
-    what = {journal.ADD: "added by hand", journal.REMOVE: "removed by hand",
-            journal.LINK: "linked by hand", journal.UNLINK: "unlinked by hand"}
-    return [(c.path, f"{what[c.op]}; peers have not seen it yet: a plain `fswl sync` journals and sends it")
-            for c in edits]
