@@ -15,7 +15,7 @@ import pytest
 
 from fswl.home import Home
 from fswl.sync.handedits import journal_hand_edits
-from tests.conftest import require
+from tests.conftest import REPO, require
 from tests.test_sync_mirrors import fswl, listing, mesh_of  # noqa: F401 (mesh_of is a fixture)
 
 pytestmark = pytest.mark.integration
@@ -64,6 +64,8 @@ def test_hand_touch_rm_and_links_on_b_reach_c_in_plain_rounds_and_a_hand_rm_stay
         assert f"{path}: {what} by hand; peers have not seen it yet: a plain `fswl sync`" in check.stdout, check.stdout
     # back@ has its old tombstone beside it until the round settles it (fsck says so as ever).
     assert len(check.stdout.splitlines()) == 5 and "back@umkc.edu: both listed and removed" in check.stdout
+    documented = [line for line in (REPO / "docs/mirrors.md").read_text().splitlines() if line.startswith("ip4/")]
+    assert documented and documented[0] in check.stdout.splitlines(), "docs/mirrors.md shows fsck's line as it is"
 
     result = fswl(mesh, "b", "sync")  # plain: no --full, no --rescan
     assert "c: sent 1 batches" in result.stdout and "reconciled" not in result.stdout, result.stdout

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import socket
+import sqlite3
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from fswl import defaults
+from fswl.errors import FswlError
 from fswl.store import Whitelist
 from fswl.store.changelog import ChangeLog
 from fswl.sync.batches import Spool, check_origin
@@ -18,6 +21,8 @@ if TYPE_CHECKING:
     from fswl.store.journal import Change
     from fswl.sync.handedits import Scan
     from fswl.sync.signing import Keyring, Signer
+
+log = logging.getLogger(__name__)
 
 DAY = 86400.0
 
@@ -80,7 +85,10 @@ class Node:
     def seal(self) -> list[int]:
         """Journal hand edits made since the last round, then seal local writes (and, when due,
         the access list) into batches."""
-        self.hand_edits()
+        try:
+            self.hand_edits()
+        except (OSError, FswlError, sqlite3.Error) as exc:  # the batches must go on all the same
+            log.warning("hand edits not looked for this round: %s", exc)
         return self.spool.seal(self.signer, self.settings.access_list_days * DAY)
 
     def hand_edits(self, dry_run: bool = False) -> Scan:
