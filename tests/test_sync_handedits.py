@@ -146,3 +146,38 @@ def test_a_round_on_an_unchanged_tree_stats_directories_and_reads_none(tmp_path:
     found = scan()
     assert found.read == 1 and [(c.op, c.path) for c in found.edits] == [("add", "ip4/10/7/7/1/hand@example.org")]
     assert [c.op for c in seen] == ["add"]
+
+
+def test_with_serve_watching_and_the_daemon_running_hand_edits_show_at_once_and_reach_c(mesh_of) -> None:  # noqa: F811
+    from tests.test_sync_live import ask, eventually, start, stop
+    from tests.harness.sshd import free_port
+
+    mesh = mesh_of("b", "c")
+    b = mesh["b"].home
+    fswl(mesh, "b", "add", "gone@umkc.edu", RELAY)
+    fswl(mesh, "b", "sync")
+    port = free_port()
+    serve = start(mesh, "b", "serve", "dns", "--listen", f"127.0.0.1:{port}")  # inotify on: a small tree
+    daemon = start(mesh, "b", "sync", "--daemon")  # [sync] interval = 1 in the harness
+    try:
+        eventually("fswl serve answering", lambda: ask(port, "2.0.0.127.wl.example.org") is not None)
+
+        def answers(sender: str) -> bool:
+            local, domain = sender.split("@")
+            reply = ask(port, f"{local}.{domain}.63.134.129.57.wl.example.org")
+            return reply is not None and "127.0.0.2" in reply.to_text()
+
+        assert answers("gone@umkc.edu")
+        sh(b, "touch", f"{RELAY_DIR}/hand@umkc.edu")
+        sh(b, "rm", f"{RELAY_DIR}/gone@umkc.edu")
+        eventually("serve answering the hand edits", lambda: answers("hand@umkc.edu") and not answers("gone@umkc.edu"))
+        eventually("the daemon's rounds carrying them to c", lambda: listed(mesh, "c", "hand@umkc.edu", RELAY)
+                   and not listed(mesh, "c", "gone@umkc.edu", RELAY))
+        time.sleep(3)  # more daemon rounds: the hand rm is not undone
+        assert not listed(mesh, "b", "gone@umkc.edu", RELAY) and not listed(mesh, "c", "gone@umkc.edu", RELAY)
+        assert not answers("gone@umkc.edu")
+        assert fswl(mesh, "b", "fsck").stdout.strip() == "db/ is clean"
+    finally:
+        for process in (daemon, serve):
+            if process.poll() is None:
+                stop(process)
