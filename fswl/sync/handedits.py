@@ -117,8 +117,15 @@ class _Scanner:
             self.scan.baseline = True
             self._came_dir("")
         else:
-            changed = [rel for rel, known in stamps.items() if not known or _mtime_ns(self.db, rel) != known]
             self.scan.checked = len(stamps)
+            changed = []
+            for rel, known in stamps.items():  # the whole cost of a round on an unchanged tree
+                try:
+                    moved = os.lstat(f"{self.db}/{rel}" if rel else self.db).st_mtime_ns != known
+                except OSError:
+                    moved = True
+                if moved or not known:
+                    changed.append(rel)
             for rel in sorted(changed, key=lambda r: (r.count("/"), r)):
                 if rel not in self.rows:
                     self._compare(rel)
@@ -385,7 +392,6 @@ def _mtime(path: str) -> float:
 
 def _mtime_ns(db: str, rel: str) -> int | None:
     try:
-        # An f-string, not os.path.join: this runs once per directory of db/ every round.
         return os.lstat(f"{db}/{rel}" if rel else db).st_mtime_ns
     except OSError:
         return None
