@@ -85,6 +85,7 @@ def test_hand_touch_rm_and_links_on_b_reach_c_in_plain_rounds_and_a_hand_rm_stay
         assert listed(mesh, node, "hand@umkc.edu", RELAY), node
 
     # Edits on B reach C when C starts the round (B serves it), and a hand unlink travels too.
+    time.sleep(1.1)  # the serving end looks when no round has for [sync] interval (1 s in the harness)
     sh(b, "rm", "db/ip4/64/12/88")
     sh(b, "rm", f"{RELAY_DIR}/hand@umkc.edu")
     sh(b, "mkdir", "-p", "db/ip4/10/9/8/7")
