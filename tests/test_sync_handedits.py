@@ -182,3 +182,36 @@ def test_with_serve_watching_and_the_daemon_running_hand_edits_show_at_once_and_
         for process in (daemon, serve):
             if process.poll() is None:
                 stop(process)
+
+
+def test_rm_r_of_a_relay_odd_link_spellings_and_a_change_log_rotated_unread(tmp_path: Path) -> None:
+    home = Home(tmp_path / "home")
+    wl = home.whitelist
+    wl.add("a@x.example", "10.1.1.1")
+    wl.add("b@x.example", "10.1.1.1")
+    wl.add("*@g.example", "10.2.2.0/24")
+    wl.link("10.2.2.0/24", "g")
+    seen: list = []
+
+    def scan():
+        return journal_hand_edits(str(home.db), str(home.spool), str(home.changelog_path), seen.append)
+
+    assert scan().baseline
+    subprocess.run(["rm", "-r", str(home.db / "ip4/10/1/1/1")], check=True)
+    (home.db / "ip4/10/3/3").mkdir(parents=True)
+    os.symlink("../../../.././groups/g/", home.db / "ip4/10/3/3/3")  # lands on groups/g all the same
+    os.symlink("/etc", home.db / "ip4/10/3/3/4")  # leaves db/: never sent
+    found = scan()
+    assert sorted((c.op, c.path, c.target) for c in found.edits) == [
+        ("link", "ip4/10/3/3/3", "../../../../groups/g"),
+        ("remove", "ip4/10/1/1/1/a@x.example", None), ("remove", "ip4/10/1/1/1/b@x.example", None)]
+    assert (home.db / "ip4/10/1/1/1/.tomb/a@x.example").exists()
+    assert sorted(c.op for c in seen) == ["link", "remove", "remove"]
+    # Two rotations of the change log between rounds: fswl's writes cannot be told from hand edits.
+    for _ in range(2):
+        os.replace(home.changelog_path, str(home.changelog_path) + ".1")
+        wl.add("c@x.example", "10.4.4.4")  # logged to a new file
+    (home.db / "ip4/10/4/4/4/hand@x.example").touch()
+    lost = scan()
+    assert lost.lost and not lost.edits
+    assert not scan().edits, "recorded: not taken for a hand edit later either"
