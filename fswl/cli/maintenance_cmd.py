@@ -45,7 +45,7 @@ def fsck(obj, repair: bool) -> int:
     """Check db/ for links that leave it, dangle or loop, and for stray files; exit 1 if any."""
     from fswl.store.maintenance import fsck as run_fsck
 
-    problems = run_fsck(obj.home.whitelist, repair=repair)
+    problems = run_fsck(obj.home.whitelist, repair=repair) + _unjournalled(obj.home)
     for problem in problems:
         click.echo(str(problem))
     if problems:
@@ -53,3 +53,18 @@ def fsck(obj, repair: bool) -> int:
         return 1
     click.echo("db/ is clean")
     return 0
+
+
+def _unjournalled(home):
+    """Hand edits of db/ that no round has journalled for peers yet (none without a peer)."""
+    from fswl.store.walk import Problem
+    from fswl.sync.node import Node
+
+    node = Node(home)
+    if not node.peers.names():
+        return []
+    return [Problem(c.path, f"{_BY_HAND[c.op]} by hand; peers have not seen it yet: a plain `fswl sync` "
+                    "journals and sends it") for c in node.hand_edits(dry_run=True).edits]
+
+
+_BY_HAND = {"add": "added", "remove": "removed", "link": "linked", "unlink": "unlinked"}

@@ -27,7 +27,7 @@ def sync(obj, peer: str | None, full: bool, rescan: bool, serve: bool, daemon: b
     from fswl.sync.rounds import run_daemon, serve_stdio, sync_round
 
     logging.getLogger("paramiko").setLevel(logging.WARNING)  # its INFO lines are per connection noise
-    node = Node(obj.home)
+    node = Node(obj.home, serving=serve)
     if peer and not serve:
         node.peers.get(peer)  # a name that is no peer is bad input, not a failed round
     if serve:

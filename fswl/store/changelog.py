@@ -144,3 +144,39 @@ def _same_inode(path: str, inode: int) -> bool:
         return os.stat(path).st_ino == inode
     except FileNotFoundError:
         return False
+
+
+def log_mark(path: str) -> list[int]:
+    """[inode, size] of the change log now, and the inode of its rotated file (0: none): a place
+    in the log that :func:`logged_since` reads on from, in another process or a later run."""
+    marks = []
+    for name in (path, path + ".1"):
+        try:
+            status = os.stat(name)
+            marks.append((status.st_ino, status.st_size))
+        except FileNotFoundError:
+            marks.append((0, 0))
+    return [marks[0][0], marks[0][1], marks[1][0]]
+
+
+def logged_since(path: str, mark: list[int]) -> set[str] | None:
+    """Paths the change log got since ``mark``; None if part of it is gone unread (two rotations)."""
+    inode, size, rotated = mark
+    now = log_mark(path)
+    if inode and now[0] == inode:
+        return None if now[1] < size else _lines(path, size)
+    if inode and now[2] == inode:
+        return _lines(path + ".1", size) | _lines(path, 0)
+    if not inode:  # no log then: each file there now was begun since
+        return (_lines(path + ".1", 0) if now[2] and now[2] != rotated else set()) | _lines(path, 0)
+    return None
+
+
+def _lines(path: str, offset: int) -> set[str]:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            data = handle.read()
+    except FileNotFoundError:
+        return set()
+    return {line.decode("utf-8", "surrogateescape") for line in data.split(b"\n") if line}

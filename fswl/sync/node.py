@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import socket
+import sqlite3
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from fswl import defaults
+from fswl.errors import FswlError
 from fswl.store import Whitelist
 from fswl.store.changelog import ChangeLog
 from fswl.sync.batches import Spool, check_origin
@@ -15,7 +19,11 @@ from fswl.sync.peers import Peers
 
 if TYPE_CHECKING:
     from fswl.home import Home
+    from fswl.store.journal import Change
+    from fswl.sync.handedits import Scan
     from fswl.sync.signing import Keyring, Signer
+
+log = logging.getLogger(__name__)
 
 DAY = 86400.0
 
@@ -37,8 +45,12 @@ class SyncSettings:
 class Node:
     """Everything sync needs of one home."""
 
-    def __init__(self, home: Home) -> None:
+    def __init__(self, home: Home, serving: bool = False) -> None:
         self.home = home
+        #: The far end of a round (`fswl sync --serve`): it looks for hand edits only when no
+        #: round has for [sync] interval, since the node's own rounds look anyway.
+        self.serving = serving
+        self._hand_looked = -float("inf")
 
     @cached_property
     def settings(self) -> SyncSettings:
@@ -76,8 +88,48 @@ class Node:
         return Whitelist(self.home.db, [self.spool.mark_dirty, ChangeLog(self.home.changelog_path)])
 
     def seal(self) -> list[int]:
-        """Seal local writes (and, when due, the access list) into batches."""
+        """Journal hand edits made since the last round, then seal local writes (and, when due,
+        the access list) into batches."""
+        try:
+            if self._hand_edits_due():
+                self.hand_edits()
+        except (OSError, FswlError, sqlite3.Error) as exc:  # the batches must go on all the same
+            log.warning("hand edits not looked for this round: %s", exc)
         return self.spool.seal(self.signer, self.settings.access_list_days * DAY)
+
+    def _hand_edits_due(self) -> bool:
+        """Whether this round looks for hand edits: one stat per directory of db/, about 0.9 s at
+        100,000 relays, so the daemon looks once per tick (not once per peer), and the serving end
+        only when no round on this node has looked for an interval."""
+        interval = self.settings.interval
+        now = time.monotonic()
+        if now - self._hand_looked < interval / 2:
+            return False
+        if self.serving:
+            from fswl.sync.handedits import STATE
+
+            try:
+                if time.time() - (self.spool.root / STATE).stat().st_mtime < interval:
+                    return False
+            except FileNotFoundError:
+                pass
+        self._hand_looked = now
+        return True
+
+    def hand_edits(self, dry_run: bool = False) -> Scan:
+        """The edits made to db/ by hand since the last round (fswl.sync.handedits); unless
+        ``dry_run``, marked for digests and, when a peer is configured, journalled."""
+        from fswl.sync.handedits import journal_hand_edits
+
+        peered = bool(self.peers.names())
+
+        def announce(change: Change) -> None:
+            self.spool.mark_dirty(change)
+            if peered:
+                self.spool.journal(change)
+
+        return journal_hand_edits(str(self.home.db), str(self.spool.root), str(self.home.changelog_path),
+                                  announce, dry_run=dry_run)
 
     def drain(self) -> int:
         """Drop the batches every configured peer is known to hold; returns how many."""
