@@ -96,15 +96,17 @@ def test_apply_is_idempotent_and_the_newest_write_wins(tmp_path: Path) -> None:
     assert wl.lookup("dave@umkc.edu", "57.129.134.63")
 
 
-def test_seen_refreshes_and_recreates(tmp_path: Path) -> None:
+def test_seen_refreshes_and_never_creates(tmp_path: Path) -> None:
     wl = Whitelist(tmp_path / "db")
     path = "ip4/10/*"
     apply_record(wl, Record("add", path, NOW))
     assert apply_record(wl, Record("seen", path, NOW + 100))
     assert os.stat(tmp_path / "db" / path).st_mtime == pytest.approx(NOW + 100)
-    os.unlink(tmp_path / "db" / path)  # expired here, in use elsewhere: it comes back
-    assert apply_record(wl, Record("seen", path, NOW + 200))
-    assert wl.lookup("x@y.org", "10.1.2.3")
+    os.unlink(tmp_path / "db" / path)  # expired here (or never there, or a forger's name): seen cannot tell
+    assert not apply_record(wl, Record("seen", path, NOW + 200))
+    assert not wl.lookup("x@y.org", "10.1.2.3")
+    assert not apply_record(wl, Record("seen", "ip4/66/6/6/6/never@evil.example", NOW))
+    assert not (tmp_path / "db/ip4/66").exists()
 
 
 def test_links_are_applied_into_groups_only(tmp_path: Path) -> None:

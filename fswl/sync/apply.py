@@ -74,11 +74,14 @@ def apply_record(wl: Whitelist, record: Record) -> bool:
     current = _mtime(entry)
     if current >= record.when:
         return False
-    if current > float("-inf") and record.op == journal.SEEN:
+    if record.op == journal.SEEN:
+        # Seen refreshes an entry that exists, never creates one: "seen" cannot tell an entry expired
+        # here from one that never existed (or one a forger names).
+        if current == float("-inf"):
+            return False
         wl.tree.resolve(entry)  # the entry must be inside db/ before its mtime is touched
         os.utime(entry, (record.when, record.when), follow_symlinks=False)
         return True
-    # A missing entry seen in use elsewhere comes back, unless removed later.
     return wl.add_at(directory, sender, when=record.when)
 
 
