@@ -192,7 +192,10 @@ def test_a_lying_server_gets_nothing_unsigned_applied_and_cannot_renumber_or_dra
                        "acks": [forged_ack(mesh, "c", {"victim": 1_000_000}),
                                 forged_ack(mesh, "victim", {"victim": 1_000_000})]},
                 status={"have": {"victim": 1_000_000}, "known": {"c": {"victim": 1_000_000}}},
-                listings={"": {"ip4": ["d", "lie"]}, "ip4": {"66": ["d", "lie"]}},
+                listings={"": {"ip4": ["d", "lie"]}, "ip4": {"66": ["d", "lie"]}, "ip4/66": {"6": ["d", "lie"]},
+                          "ip4/66/6": {"6": ["d", "lie"]}, "ip4/66/6/6": {"6": ["d", "lie"], "7": ["d", "lie"]},
+                          "ip4/66/6/6/6": {"forged@evil.example": ["e", NOW]},
+                          "ip4/66/6/6/7": {"never@evil.example": ["e", NOW]}},  # lying digests
                 records="".join(r.decode() for r in [record("add", FORGED, NOW),
                                                      record("seen", "ip4/66/6/6/7/never@evil.example", NOW)]))
     for header, payload in attack_batches(mesh):
@@ -203,6 +206,7 @@ def test_a_lying_server_gets_nothing_unsigned_applied_and_cannot_renumber_or_dra
     for refused, why in (("Z/7", "no fswl-batch header"), ("c/1", "bad signature"), ("evil/1", "unsigned")):
         assert f"refused batch {refused} from evil: Bad sync record: batch" in result.stderr, result.stderr
         assert why in result.stderr
+    assert_nothing_forged(mesh, "victim")
     assert not any("digests" in h or "children" in h for h in heard(path)), "reconciled with a liar"
     assert_nothing_forged(mesh, "victim")
     assert seq_of(mesh, "victim", "victim") == 2, "renumbered by a peer's claim"
