@@ -379,7 +379,8 @@ def test_kill_9_of_either_end_of_rounds_at_random_moments_loses_and_half_writes_
             round_ += 1
             writer = rng.choice("ab")
             sender = f"k{round_}@example.org"
-            relays = sorted({f"10.{round_}.{rng.randrange(256)}.{rng.randrange(256)}" for _ in range(rng.randrange(1, 300))})
+            relays = sorted({f"10.{round_}.{rng.randrange(256)}.{rng.randrange(256)}"
+                             for _ in range(rng.randrange(1, 300))})
             (mesh.root / "batch.txt").write_text("".join(f"{r}\n" for r in relays))
             fswl(mesh, writer, "import", str(mesh.root / "batch.txt"), "--sender", sender)
             for relay in relays:
@@ -421,3 +422,20 @@ def test_kill_9_of_either_end_of_rounds_at_random_moments_loses_and_half_writes_
         assert hits >= KILLS // 2, f"seed {seed}: the kills came too late to hit rounds"
     finally:
         mesh.stop()
+
+
+def test_the_sync_settings_in_the_mirrors_doc_are_accepted(tmp_path: Path) -> None:
+    """Every toml snippet of docs/mirrors.md loads as [sync] settings; the deadline one says what it sets."""
+    import re
+
+    from fswl.config import section
+    from fswl.home import Home
+    from fswl.sync.node import SyncSettings
+
+    snippets = re.findall(r"```toml\n(.*?)```", (REPO / "docs/mirrors.md").read_text(), re.S)
+    assert len(snippets) >= 3
+    for snippet in snippets:
+        (tmp_path / "fswl.toml").write_text(snippet)
+        settings = section(Home(tmp_path).config, "sync", SyncSettings)
+        if "deadline" in snippet:
+            assert settings.deadline == 900
