@@ -439,3 +439,20 @@ def test_the_sync_settings_in_the_mirrors_doc_are_accepted(tmp_path: Path) -> No
         settings = section(Home(tmp_path).config, "sync", SyncSettings)
         if "deadline" in snippet:
             assert settings.deadline == 900
+
+
+@pytest.mark.integration
+def test_a_node_restored_from_a_backup_numbers_on_from_its_own_signed_word(signed: Mesh) -> None:
+    mesh = signed
+    backup = mesh.root / "victim-backup"
+    shutil.copytree(mesh["victim"].home, backup)
+    for n in range(3):
+        fswl(mesh, "victim", "add", f"before{n}@example.org", "192.0.2.20")
+        fswl(mesh, "victim", "sync")
+    assert seq_of(mesh, "victim", "victim") == 3
+    shutil.rmtree(mesh["victim"].home)
+    shutil.copytree(backup, mesh["victim"].home)  # back to before those batches
+    fswl(mesh, "victim", "add", "after@example.org", "192.0.2.21")
+    fswl(mesh, "victim", "sync")
+    assert seq_of(mesh, "victim", "victim") == 4, "numbered on from c's copy of victim's own ack"
+    assert listed(mesh, "c", "after@example.org", "192.0.2.21"), "the first write after the restore was lost"

@@ -88,9 +88,9 @@ class Session:
         self.full = full
         if full:
             self._start_digests()  # walked while SSH and the batches go on
-        self.node.seal()
         theirs = self._swap(self._hello(), "hello")
         self._meet(theirs)
+        self.node.seal()  # after _meet, which may number this node on past what a restore left it
         if self.client:
             self._send_missing(theirs["have"])
             self._receive()
