@@ -29,5 +29,7 @@ SYNC_MAX_BACKOFF_SECONDS = 3600
 #: SSH keepalive and connect timeout of sync.
 SYNC_KEEPALIVE_SECONDS = 30
 SYNC_TIMEOUT_SECONDS = 30
+#: The longest one round with one peer may take, at either end, however the peer trickles.
+SYNC_DEADLINE_SECONDS = 900
 #: Days between access lists (the entries a node saw in use, sent to its peers).
 ACCESS_LIST_DAYS = 7

@@ -263,20 +263,20 @@ class Spool:
 
     def highest(self, origin: str) -> int:
         try:
-            return int((self._dir(origin) / SEQ).read_text())
+            return int((self._dir(origin, create=False) / SEQ).read_text())
         except (FileNotFoundError, ValueError):
             return 0
 
     def numbers(self, origin: str) -> list[int]:
         """The numbers of the batches of ``origin`` still spooled, in order."""
         try:
-            names = os.listdir(self._dir(origin))
+            names = os.listdir(self._dir(origin, create=False))
         except FileNotFoundError:
             return []
         return sorted(int(m.group(1)) for m in map(_BATCH.match, names) if m)
 
     def path(self, origin: str, seq: int) -> Path:
-        return self._dir(origin) / f"{seq:010d}.batch"
+        return self._dir(origin, create=False) / f"{seq:010d}.batch"
 
     def read(self, origin: str, seq: int) -> bytes:
         return self.path(origin, seq).read_bytes()
@@ -319,9 +319,12 @@ class Spool:
         _write_atomic(self.path(origin, seq), data)
         _write_atomic(self._dir(origin) / SEQ, str(seq).encode())
 
-    def _dir(self, origin: str) -> Path:
+    def _dir(self, origin: str, create: bool = True) -> Path:
+        """spool/ORIGIN; made only to be written in (``create``): merely reading a peer's header
+        about an origin must not make it one this node holds and advertises."""
         directory = self.root / check_origin(origin)
-        directory.mkdir(parents=True, exist_ok=True)
+        if create:
+            directory.mkdir(parents=True, exist_ok=True)
         return directory
 
     @contextmanager

@@ -14,10 +14,13 @@ from fswl import defaults
 from fswl.errors import FswlError
 from fswl.store import Whitelist
 from fswl.store.changelog import ChangeLog
+from fswl.sync.acks import Acks
 from fswl.sync.batches import Spool, check_origin
 from fswl.sync.peers import Peers
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     from fswl.home import Home
     from fswl.store.journal import Change
     from fswl.sync.handedits import Scan
@@ -39,6 +42,7 @@ class SyncSettings:
     max_backoff: float = float(defaults.SYNC_MAX_BACKOFF_SECONDS)  #: longest wait after failed rounds
     keepalive: float = float(defaults.SYNC_KEEPALIVE_SECONDS)  #: SSH keepalive interval
     timeout: float = float(defaults.SYNC_TIMEOUT_SECONDS)  #: connect and authentication timeout
+    deadline: float = float(defaults.SYNC_DEADLINE_SECONDS)  #: longest a round with one peer may take, either end
     access_list_days: float = float(defaults.ACCESS_LIST_DAYS)  #: how often the entries seen in use are sent
 
 
@@ -79,6 +83,21 @@ class Node:
         from fswl.sync.signing import Signer
 
         return Signer(self.settings.signing_key) if self.settings.signing_key else None
+
+    @cached_property
+    def acks(self) -> Acks:
+        return Acks(self.home.peers)
+
+    @property
+    def signs(self) -> bool:
+        """Whether holdings travel as signed acks (fswl.sync.acks) in this node's rounds."""
+        return bool(self.settings.signing_key) or self.settings.require_signatures
+
+    def key_of(self, origin: str) -> Ed25519PublicKey | None:
+        """The public key of ``origin``'s batches and acks (this node's own from its signing key)."""
+        if origin == self.name:
+            return self.signer.key.public_key() if self.signer is not None else self.keyring.key(origin)
+        return self.keyring.key(origin)
 
     @cached_property
     def writer(self) -> Whitelist:
@@ -132,11 +151,15 @@ class Node:
                                   announce, dry_run=dry_run)
 
     def drain(self) -> int:
-        """Drop the batches every configured peer is known to hold; returns how many."""
+        """Drop the batches every configured peer is known to hold; returns how many.
+
+        With ``require_signatures``, a peer holds only what its own signed ack says (fswl.sync.acks):
+        an unsigned claim, about itself or a third node, must not make this node drop a signed write.
+        """
         peers = self.peers.names()
         if not peers:
             return 0
-        known = self.peers.known()
+        known = self.acks.holdings() if self.settings.require_signatures else self.peers.known()
         removed = 0
         for origin in self.spool.origins():
             held = min(known.get(p, {}).get(origin, 0) if p != origin else 1 << 62 for p in peers)

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Any
 
 from fswl.errors import BadRecord, SyncError
 from fswl.sync import digests as dg
+from fswl.sync.acks import make_ack
 from fswl.sync.apply import Applied, apply_records
 from fswl.sync.batches import ORIGIN_NAME
 from fswl.sync.records import parse_batch
@@ -86,9 +88,9 @@ class Session:
         self.full = full
         if full:
             self._start_digests()  # walked while SSH and the batches go on
-        self.node.seal()
         theirs = self._swap(self._hello(), "hello")
         self._meet(theirs)
+        self.node.seal()  # after _meet, which may number this node on past what a restore left it
         if self.client:
             self._send_missing(theirs["have"])
             self._receive()
@@ -99,7 +101,7 @@ class Session:
         self._learn(final)
         if self.client:
             bye: dict[str, Any] = {"bye": True}
-            if full or self.gap:
+            if full or (self.gap and not self.node.settings.require_signatures):
                 self._reconcile()
                 self.summary.full = True
                 self._hold(self._their_held)
@@ -118,7 +120,14 @@ class Session:
                 "rescan": self.rescan, **self._status()}
 
     def _status(self) -> dict[str, Any]:
-        return {"have": self.node.spool.holdings(), "known": self.node.peers.known()}
+        have = self.node.spool.holdings()
+        status: dict[str, Any] = {"have": have, "known": self.node.peers.known()}
+        if self.node.signs:  # what this node holds in its own signed word, and others' (fswl.sync.acks)
+            acks = [a for a in self.node.acks.all() if a.get("node") != self.node.name]
+            if self.node.signer is not None:
+                acks.append(make_ack(self.node.name, have, self.node.signer))
+            status["acks"] = acks
+        return status
 
     def _swap(self, mine: dict[str, Any], key: str) -> dict[str, Any]:
         if self.client:
@@ -146,13 +155,22 @@ class Session:
             self.rescan = hello.get("rescan") is True
             self.full = True
             self._start_digests()
-        mine = hello["have"].get(self.node.name, 0)
-        if mine > self.node.spool.highest(self.node.name):
-            self.node.spool.raise_to(self.node.name, mine)
+        if not self.node.signs:
+            # Peers hold this node's batches past its own numbering (a restore from backup): number on
+            # from there. Unsigned, this is the peer's word: at worst it makes this node skip numbers.
+            mine = hello["have"].get(self.node.name, 0)
+            if mine > self.node.spool.highest(self.node.name):
+                self.node.spool.raise_to(self.node.name, mine)
         self._learn(hello)
 
     def _learn(self, status: dict[str, Any]) -> None:
         self.node.peers.learn({**clean_known(status.get("known")), self.peer: status["have"]})
+        if self.node.signs:
+            learnt = self.node.acks.learn(status.get("acks"), self.node.key_of)
+            # Only this node's own signed word, relayed back, renumbers it (see _meet).
+            mine = learnt.get(self.node.name, {}).get(self.node.name, 0)
+            if mine > self.node.spool.highest(self.node.name):
+                self.node.spool.raise_to(self.node.name, mine)
 
     # -- batches ---------------------------------------------------------------
 
@@ -186,11 +204,9 @@ class Session:
             origin, seq = header.get("batch"), header.get("seq")
             if not isinstance(origin, str) or not ORIGIN_NAME.match(origin) or not isinstance(seq, int) or seq < 1:
                 raise SyncError(f"{self.peer} sent a malformed batch header: {str(header)[:120]}")
-            if origin in refused or origin == self.node.name or seq <= self.node.spool.highest(origin):
+            highest = self.node.spool.highest(origin)
+            if origin in refused or origin == self.node.name or seq <= highest:
                 continue
-            if seq > self.node.spool.highest(origin) + 1:
-                self._gap(f"this node lacks batches {self.node.spool.highest(origin) + 1}-{seq - 1} of {origin}, "
-                          f"no longer spooled at {self.peer}")
             source = f"{self.peer} (batch {origin}/{seq})"
             try:
                 records = parse_batch(payload, origin, seq, self.node.keyring)
@@ -198,6 +214,9 @@ class Session:
                 log.warning("refused batch %s/%d from %s: %s", origin, seq, self.peer, exc)
                 refused.add(origin)  # later batches of it wait until this one is accepted
                 continue
+            if seq > highest + 1:  # only a batch taken shows a gap: a garbage header must not force a reconciliation
+                self._gap(f"this node lacks batches {highest + 1}-{seq - 1} of {origin}, "
+                          f"no longer spooled at {self.peer}")
             self.summary.applied += apply_records(self.node.writer, records, source)
             self.node.spool.store(origin, seq, payload)
             self.summary.received += 1
@@ -207,6 +226,9 @@ class Session:
         self.gap = True
         if self.full or not self.client:  # the client sees the same gap, and reconciles
             log.info("%s: this round reconciles", what)
+        elif self.node.settings.require_signatures:  # a reconciliation's records are unsigned
+            log.warning("%s: not reconciling by digests, as [sync] require_signatures is set; run "
+                        "`fswl sync --full %s` if you trust its tree", what, self.peer)
         else:
             log.warning("%s: reconciling by digests after the batches", what)
 
@@ -361,14 +383,10 @@ def _parse_lines(data: bytes) -> list[Record | BadRecord]:
 
 
 def _dumps(value: Any) -> bytes:
-    import json
-
     return json.dumps(value, separators=(",", ":")).encode()
 
 
 def _json(payload: bytes) -> dict[str, Any]:
-    import json
-
     try:
         value = json.loads(payload)
     except ValueError:

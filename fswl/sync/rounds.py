@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import queue
 import sys
 import threading
 import time
@@ -12,12 +13,16 @@ from fswl.errors import FswlError
 from fswl.sync.node import Node
 from fswl.sync.outbox import FIRST_ROUND_WAIT
 from fswl.sync.protocol import Session, Summary
-from fswl.sync.wire import Wire
+from fswl.sync.wire import IDLE_TIMEOUTS, FdStream, Wire
 
 log = logging.getLogger(__name__)
 
 #: Failed rounds that still double a peer's wait (max_backoff caps it long before).
 MAX_DOUBLINGS = 16
+#: How often the daemon looks at its stop event while rounds run.
+STOP_POLL_SECONDS = 0.5
+#: How long a stopped daemon lets the rounds in flight finish (each is crash-safe if cut short).
+STOP_WAIT_SECONDS = 10.0
 
 
 def sync_round(node: Node, names: list[str] | None = None, full: bool = False, rescan: bool = False,
@@ -45,6 +50,7 @@ def sync_round(node: Node, names: list[str] | None = None, full: bool = False, r
             if first:
                 _settle(node, peer.name, sleep)
             with connect(peer, ["sync", "--serve"], settings.timeout, settings.keepalive) as wire:
+                wire.set_deadline(settings.deadline)
                 session = Session(node, wire, client=True, expect=peer.name)
                 summary = session.run(full=full or first, rescan=rescan)
             if summary.full:
@@ -69,14 +75,16 @@ def _settle(node: Node, name: str, sleep: Callable[[float], None]) -> None:
 
 
 def serve_stdio(node: Node) -> Summary:
-    """The remote end: converse over this process's stdin and stdout."""
-    wire = Wire(sys.stdin.buffer, sys.stdout.buffer, "client")
+    """The remote end: converse over this process's stdin and stdout, within ``[sync] deadline``."""
+    settings = node.settings
+    wire = Wire(FdStream(sys.stdin.fileno(), sys.stdout.fileno()), "client", idle=settings.timeout * IDLE_TIMEOUTS)
+    wire.set_deadline(settings.deadline)
     try:
         return Session(node, wire, client=False).run()
     finally:
         try:
             wire.flush()
-        except OSError:
+        except FswlError:
             pass
 
 
@@ -111,25 +119,53 @@ def run_daemon(node: Node, stop: threading.Event, names: list[str] | None = None
                clock: Callable[[], float] = time.monotonic) -> None:
     """Sync with each peer every ``interval`` seconds until ``stop``.
 
-    Each peer has its own backoff: one that keeps failing is tried less and
-    less often (up to ``max_backoff``) while the others keep their interval.
-    Peers added or removed meanwhile are seen at the next tick.
+    Each peer has its own thread for its round and its own backoff: a slow
+    peer (bounded by ``[sync] deadline``) or one that keeps failing never
+    delays the rounds with the others. Peers added or removed meanwhile are
+    seen at the next tick.
     """
     settings = node.settings
     schedule = Backoff(settings.interval, settings.max_backoff)
+    done: queue.Queue[tuple[str, float, list[tuple[str, Summary | FswlError]]]] = queue.Queue()
+    running: dict[str, threading.Thread] = {}
+
+    def one(name: str, started: float) -> None:
+        try:  # a Node per thread: a Spool's cached descriptors and locks are not shared between threads
+            results = sync(Node(node.home), [name])
+        except FswlError as exc:  # bad configuration: say so and keep trying, it may be fixed
+            log.error("sync round with %s failed: %s", name, exc)
+            results = [(name, exc)]
+        except BaseException as exc:  # never lose the peer's schedule to a bug; the traceback is in the log
+            log.exception("sync round with %s failed", name)
+            results = [(name, FswlError(f"internal error: {exc!r}"))]
+        done.put((name, started, results))
+
+    def collect(wait: float) -> None:
+        try:
+            name, started, results = done.get(timeout=wait) if wait > 0 else done.get_nowait()
+        except queue.Empty:
+            return
+        running.pop(name).join()
+        for peer, result in results:
+            schedule.done(peer, not isinstance(result, FswlError), started)
+        if report and results:
+            report(results)
+
     while not stop.is_set():
         started = clock()
         configured = names or node.peers.names()
-        due = [n for n in configured if schedule.is_due(n, started)]
-        try:
-            results = sync(node, due) if due else []
-        except FswlError as exc:  # bad configuration: say so and keep trying, it may be fixed
-            log.error("sync round failed: %s", exc)
-            results = [(n, exc) for n in due]
-        for name, result in results:
-            schedule.done(name, not isinstance(result, FswlError), started)
-        if report and results:
-            report(results)
-        wake = min(schedule.next_due(configured, started), started + settings.interval)
-        stop.wait(max(wake - clock(), 0.0))
-
+        for name in configured:
+            if name not in running and schedule.is_due(name, started):
+                running[name] = threading.Thread(target=one, args=(name, started), name=f"fswl-sync-{name}",
+                                                 daemon=True)
+                running[name].start()
+        idle = [n for n in configured if n not in running]
+        wake = min(schedule.next_due(idle, started), started + settings.interval) if idle else \
+            started + settings.interval
+        if running:  # woken by the first round to end, or when the next peer is due
+            collect(min(max(wake - clock(), 0.0), STOP_POLL_SECONDS))
+        else:
+            stop.wait(max(wake - clock(), 0.0))
+    ends = time.monotonic() + STOP_WAIT_SECONDS  # rounds in flight may finish; whatever is cut short is safe
+    while running and time.monotonic() < ends:
+        collect(max(ends - time.monotonic(), 0.0))

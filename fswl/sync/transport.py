@@ -12,6 +12,7 @@ import logging
 import os
 import shlex
 import socket
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -19,13 +20,11 @@ import paramiko
 
 from fswl.errors import HostKeyError, SyncError
 from fswl.sync.peers import Peer
-from fswl.sync.wire import Wire
+from fswl.sync.wire import IDLE_TIMEOUTS, ChannelStream, Wire
 
 log = logging.getLogger(__name__)
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
-#: A conversation waits this many connect timeouts for the peer's next word (it may be walking its tree).
-IDLE_TIMEOUTS = 10
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -91,14 +90,15 @@ def connect(peer: Peer, remote_args: list[str], timeout: float, keepalive: float
         command = " ".join([peer.remote_command, "--home", shlex.quote(peer.path), *map(shlex.quote, remote_args)])
         channel = transport.open_session(timeout=timeout)
         channel.exec_command(command)
-        channel.settimeout(timeout * IDLE_TIMEOUTS)  # a peer silent this long is gone
-        wire = Wire(channel.makefile("rb"), channel.makefile_stdin("wb"), peer.name)
+        wire = Wire(ChannelStream(channel), peer.name, idle=timeout * IDLE_TIMEOUTS)  # a peer silent this long is gone
         try:
             yield wire
         except SyncError:
             _log_stderr(channel, peer)
             raise
         channel.shutdown_write()
+        if not channel.status_event.wait(timeout):  # a hostile peer may never exit
+            raise SyncError(f"{peer.name}: timed out after {timeout:g} s waiting for the remote `{command}` to exit")
         status = channel.recv_exit_status()
         _log_stderr(channel, peer)
         if status != 0:
@@ -107,12 +107,24 @@ def connect(peer: Peer, remote_args: list[str], timeout: float, keepalive: float
         client.close()
 
 
+#: What of the peer's stderr is logged at most, and how long it is waited for.
+STDERR_BYTES = 64 * 1024
+STDERR_SECONDS = 2.0
+
+
 def _log_stderr(channel: paramiko.Channel, peer: Peer) -> None:
+    chunks: list[bytes] = []
+    ends = time.monotonic() + STDERR_SECONDS  # a peer trickling stderr must not hold the round
     try:
-        channel.settimeout(2)
-        text = channel.makefile_stderr("rb").read().decode("utf-8", "replace")
+        while sum(map(len, chunks)) < STDERR_BYTES and (left := ends - time.monotonic()) > 0:
+            channel.settimeout(left)
+            chunk = channel.recv_stderr(STDERR_BYTES)
+            if not chunk:
+                break
+            chunks.append(chunk)
     except (OSError, socket.timeout):
-        return
+        pass
+    text = b"".join(chunks)[:STDERR_BYTES].decode("utf-8", "replace")
     for line in text.splitlines():
         if line.strip():
             log.warning("%s says: %s", peer.name, line.strip())
