@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, require
+from tests.harness.dnsd import ANNOUNCED
 
 pytestmark = pytest.mark.integration
 
@@ -118,7 +119,7 @@ class Served:
                 self.process.wait()
                 pytest.fail(f"bin/fswl serve exited {self.process.returncode} before listening:\n{self.said()}")
             self.lines.append(line)
-            announced = re.match(r"fswl: (\w+): .* on \[?[0-9a-fA-F:.]+\]?:(\d+)", line)
+            announced = ANNOUNCED.match(line)
             if announced:
                 ports[announced.group(1)] = int(announced.group(2))
         return ports
