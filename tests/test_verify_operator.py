@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import signal
 import stat
 import subprocess
@@ -89,6 +90,9 @@ def test_a_challenge_sent_is_logged_at_info_without_its_code(site) -> None:
     line = served.wait_for(lambda text: "challenge sent" in text, COUNT_SECONDS)
     assert "eve@example.org" in line and "57.129.134.63" in line and "WARNING" not in line, line
     assert not any(code in said for said in served.said), "the log shows the code"
+    documented = (REPO / "docs" / "verification.md").read_text()
+    example = re.search(r"^fswl: verify: challenge sent to .*$", documented, re.M)
+    assert example and line.endswith(example.group(0)), f"docs/verification.md shows {example}, fswl says {line}"
 
 
 def test_verp_misses_are_counted_as_verify_stats_and_the_docs_show(site) -> None:
