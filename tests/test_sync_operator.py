@@ -81,6 +81,26 @@ def test_a_server_that_never_speaks_ssh_times_out_in_words(mesh: Mesh) -> None:
         assert_said_once_in_words(fswl(mesh, "a", "sync"), "no SSH server answered", "timed out after 1 s")
 
 
+def test_a_port_that_never_answers_times_out_in_words(mesh: Mesh) -> None:
+    set_sync(mesh, "a", "timeout = 1")
+    with socket.socket() as full:  # a listen queue kept full: the kernel drops further SYNs unanswered
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        port = full.getsockname()[1]
+        waiting = []
+        for _ in range(3):
+            waiting.append(socket.socket())
+            waiting[-1].setblocking(False)
+            waiting[-1].connect_ex(("127.0.0.1", port))
+        try:
+            time.sleep(0.2)
+            fswl(mesh, "a", *mesh.peer_args("b", f"ssh://root@127.0.0.1:{port}{mesh['b'].home}"), check=True)
+            assert_said_once_in_words(fswl(mesh, "a", "sync"), "connecting timed out after 1 s")
+        finally:
+            for sock in waiting:
+                sock.close()
+
+
 def test_a_key_the_peer_does_not_accept_is_an_authentication_failure(mesh: Mesh, tmp_path: Path) -> None:
     stranger = keygen(tmp_path / "stranger_key")
     fswl(mesh, "a", *mesh.peer_args("b"), check=True)
