@@ -70,6 +70,9 @@ class Runtime:
         #: Called as hook(sender, address) -> bool for an unlisted pair; any
         #: True admits this one message (reputation throttling registers here).
         self.admit_hooks: list[Callable[[str, IPAddress], bool]] = []
+        #: Called as hook(reason) for a miss never challenged by design (a VERP sender at the
+        #: policy service), so that `fswl verify stats` counts it. Must not block.
+        self.unchallenged_hooks: list[Callable[[str], None]] = []
         #: Called with no arguments by close(), last first (extensions' cleanup).
         self.close_hooks: list[Callable[[], None]] = []
         #: `fswl serve --workers N`: DNS processes sharing the port (None: [dns] workers).
@@ -85,6 +88,14 @@ class Runtime:
                 hook(sender, address)
             except Exception:
                 log.exception("miss hook failed for %s via %s", sender, address)
+
+    def on_unchallenged(self, reason: str) -> None:
+        """A miss that is not challenged, and why; hand it to the hooks. Never raises."""
+        for hook in self.unchallenged_hooks:
+            try:
+                hook(reason)
+            except Exception:
+                log.exception("unchallenged hook failed (%s)", reason)
 
     def admit_unlisted(self, sender: str, address: IPAddress) -> bool:
         """Whether an unlisted (sender, relay) may pass this once (a quota). Never raises."""

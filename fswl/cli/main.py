@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import importlib
 import logging
-import sys
 from functools import cached_property
 from pathlib import Path
 
 import click
 
 from fswl import __version__
+from fswl.cli import logs
 from fswl.errors import FswlError
 from fswl.home import Home, default_home
 
@@ -52,25 +52,12 @@ class Context:
 @click.pass_context
 def cli(ctx: click.Context, home: Path | None, verbose: int) -> None:
     """fswl: a global whitelist of email senders, kept as a tree of empty files."""
-    level = logging.WARNING - 1 - 10 * min(verbose, 2)  # WARNING - 1: services saying where they listen
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter())
-    logging.basicConfig(level=level, handlers=[handler])
+    logs.configure(verbose)
     ctx.obj = Context(home)
 
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"fswl.cli.{_name}").register(cli)
-
-
-class _Formatter(logging.Formatter):
-    """``fswl: message`` for news, ``fswl: WARNING: message`` where the level matters."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        message = super().format(record)
-        if record.levelno in (logging.INFO, logging.WARNING - 1):
-            return f"fswl: {message}"
-        return f"fswl: {record.levelname}: {message}"
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -33,6 +33,30 @@ def add(obj, name: str, url: str, key: str | None, known_hosts: str | None, remo
     click.echo(f"added peer {name} {url}")
 
 
+@peers.command("set")
+@click.argument("name")
+@click.option("--url", help="Its new ssh://user@host:port/path.")
+@click.option("--key", type=click.Path(dir_okay=False, exists=True), help="SSH private key.")
+@click.option("--known-hosts", type=click.Path(dir_okay=False), help="known_hosts file.")
+@click.option("--remote-command", help="The fswl command on the peer.")
+@click.pass_obj
+def set_(obj, name: str, url: str | None, key: str | None, known_hosts: str | None,
+         remote_command: str | None) -> None:
+    """Change some settings of peer NAME, keeping the others (and what it is known to hold)."""
+    from dataclasses import replace
+
+    from fswl.sync.node import Node
+
+    changes = {k: v for k, v in (("url", url), ("key", key), ("known_hosts", known_hosts),
+                                 ("remote_command", remote_command)) if v is not None}
+    if not changes:
+        raise click.UsageError("say what to change: --url, --key, --known-hosts or --remote-command")
+    node = Node(obj.home)
+    peer = replace(node.peers.get(name), **changes)
+    node.peers.add(peer)
+    click.echo(f"peer {name}: " + ", ".join(f"{k.replace('_', '-')} {getattr(peer, k)}" for k in changes))
+
+
 @peers.command("ls")
 @click.pass_obj
 def ls(obj) -> None:

@@ -18,6 +18,7 @@ def serve(obj, names: tuple[str, ...], listen: str | None, workers: int | None) 
     """Run services (dns, policy, smtp, web; default all) until SIGTERM or Ctrl-C."""
     import asyncio
 
+    from fswl.cli.logs import stamp_lines
     from fswl.errors import BadInput
     from fswl.services import REGISTRY, Runtime, build, run
 
@@ -26,6 +27,7 @@ def serve(obj, names: tuple[str, ...], listen: str | None, workers: int | None) 
         raise BadInput("--listen goes with exactly one service, e.g. `fswl serve dns --listen 127.0.0.1:53`")
     if not chosen:
         raise BadInput("no services are built into this fswl")
+    stamp_lines()  # it runs for days: each line says when
     runtime = Runtime(obj.home)
     runtime.dns_workers = workers
     services = [build(runtime, name, listen) for name in chosen]

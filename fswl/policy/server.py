@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from fswl.services import Runtime
 
 log = logging.getLogger(__name__)
+#: How `fswl verify stats` counts a VERP/tagged miss: as fswl.verify.screen names that refusal.
+VERP_REFUSAL = "VERP or tagged address"
 
 #: Postfix keeps policy connections open between messages; drop idle ones after this.
 IDLE_SECONDS = 300.0
@@ -131,6 +133,8 @@ class PolicyServer:
         decision = self.rules.after_lookup(screened, None, admitted)
         if decision.challenge:
             self.runtime.on_miss(decision.sender, screened.address)
+        elif screened.reason == "verp" and not admitted:  # its list source is not listed: count it
+            self.runtime.on_unchallenged(VERP_REFUSAL)
         return decision
 
 

@@ -221,24 +221,32 @@ class Spool:
         finally:
             os.close(fd)
 
-    def _take_access_list(self, every: float) -> None:
+    def send_access_list(self, signer: signing.Signer | None = None) -> int:
+        """Seal the entries seen in use since the last access list now, whatever its schedule; how many."""
+        with self.locked(self.root / ".seal.lock"):
+            count = self._take_access_list(0.0)
+        self.seal(signer)
+        return count
+
+    def _take_access_list(self, every: float) -> int:
         stamp = self.root / SEEN_SENT
         try:
             last = stamp.stat().st_mtime
         except FileNotFoundError:
             last = 0.0
         if time.time() - last < every:
-            return
+            return 0
         taken = self.root / ".seen-taken"
         if not taken.exists() and not self._take(SEEN, taken):
             stamp.touch()
-            return
+            return 0
         latest: dict[str, bytes] = {}
         for line in taken.read_bytes().splitlines(keepends=True):
             latest[line.split(b"\t", 2)[1]] = line  # the last hit of each entry is enough
         self._append(OPEN, b"".join(latest.values()))
         taken.unlink()
         stamp.touch()
+        return len(latest)
 
     def _write_own(self, lines: list[bytes], signer: signing.Signer | None) -> int:
         with self.locked(self._dir(self.node) / ".lock"):

@@ -18,7 +18,7 @@ import json
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from fswl.errors import BadRecord, SyncError
 from fswl.sync import digests as dg
@@ -28,7 +28,7 @@ from fswl.sync.batches import ORIGIN_NAME
 from fswl.sync.records import parse_batch
 from fswl.sync.node import Node
 from fswl.sync.peers import clean_known
-from fswl.sync.records import Record, parse_record
+from fswl.sync.records import Record, parse_record, record_count
 from fswl.sync.wire import Wire
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,7 @@ class Session:
         #: gives the peer the effect of all of it (see _hold), and the reverse.
         self._held: dict[str, int] | None = None
         self._their_held: dict[str, int] = {}
+        self.on_records: Callable[[int], None] = lambda _n: None  # records of each batch sent or applied
 
     def run(self, full: bool = False, rescan: bool = False) -> Summary:
         """The whole conversation; ``full`` reconciles by digests, ``rescan`` without the digest index."""
@@ -192,6 +193,7 @@ class Session:
                     continue  # drained meanwhile by another round: every peer holds it
                 self.wire.send({"batch": origin, "seq": seq}, data)
                 self.summary.sent += 1
+                self.on_records(record_count(data))
         self.wire.send({"end": True})
         self.wire.flush()
 
@@ -220,6 +222,7 @@ class Session:
             self.summary.applied += apply_records(self.node.writer, records, source)
             self.node.spool.store(origin, seq, payload)
             self.summary.received += 1
+            self.on_records(len(records))
 
     def _gap(self, what: str) -> None:
         """Batches that can no longer be sent: the client reconciles this round; the server says so."""

@@ -192,6 +192,12 @@ def network_of(path: str) -> tuple[int, tuple[str, ...]]:
     return _VERSIONS[parts[0]], tuple(parts[1:])
 
 
+def record_count(batch: bytes) -> int:
+    """The count in a batch's header line (``fswl-batch 1 ORIGIN SEQ COUNT``); 0 if unreadable."""
+    fields = batch[:batch.find(b"\n")].split()
+    return int(fields[4]) if len(fields) == 5 and fields[4].isdigit() else 0
+
+
 def parse_batch(data: bytes, origin: str, seq: int, keys: Keyring | None = None) -> list[Record | BadRecord]:
     """Check a batch's header and signature, then parse each record.
 

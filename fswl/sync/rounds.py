@@ -23,11 +23,17 @@ MAX_DOUBLINGS = 16
 STOP_POLL_SECONDS = 0.5
 #: How long a stopped daemon lets the rounds in flight finish (each is crash-safe if cut short).
 STOP_WAIT_SECONDS = 10.0
+#: The level of "next try with PEER in N s": news shown without -v, not a warning of its own.
+NEXT_TRY = logging.WARNING - 1
 
 
 def sync_round(node: Node, names: list[str] | None = None, full: bool = False, rescan: bool = False,
-               sleep: Callable[[float], None] = time.sleep) -> list[tuple[str, Summary | FswlError]]:
+               sleep: Callable[[float], None] = time.sleep,
+               progress: Callable[[str], Callable[[int], None]] | None = None,
+               ) -> list[tuple[str, Summary | FswlError]]:
     """One conversation with each peer (or each named one); an unreachable peer does not stop the others.
+
+    ``progress(peer)`` gives the function that each batch sent or applied calls with its record count.
 
     The first round with a peer (none has reconciled since it was added)
     reconciles by digests, as ``full`` does: this node's writes from before
@@ -52,6 +58,8 @@ def sync_round(node: Node, names: list[str] | None = None, full: bool = False, r
             with connect(peer, ["sync", "--serve"], settings.timeout, settings.keepalive) as wire:
                 wire.set_deadline(settings.deadline)
                 session = Session(node, wire, client=True, expect=peer.name)
+                if progress:
+                    session.on_records = progress(peer.name)
                 summary = session.run(full=full or first, rescan=rescan)
             if summary.full:
                 node.peers.pair(peer.name)
@@ -106,6 +114,8 @@ class Backoff:
         failures = 0 if ok else min(self.failures.get(name, 0) + 1, MAX_DOUBLINGS)
         self.failures[name] = failures
         self.due[name] = started + min(self.interval * 2 ** failures, self.max_backoff)
+        if failures:  # shown by default, after the failure it follows
+            log.log(NEXT_TRY, "next try with %s in %g s", name, round(self.due[name] - started, 1))
         return self.due[name]
 
     def next_due(self, names: list[str], now: float) -> float:

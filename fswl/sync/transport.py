@@ -7,6 +7,7 @@ is the channel's stdin and stdout, and its stderr is passed to our log.
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import logging
 import os
@@ -77,13 +78,16 @@ def connect(peer: Peer, remote_args: list[str], timeout: float, keepalive: float
                 f"known_hosts has {fingerprint(exc.expected_key)}; refusing. If the peer was really re-keyed, "
                 f"remove the old key with `ssh-keygen -f {known_hosts} -R '{host_label(peer)}'` and accept the new one"
             ) from None
-        except paramiko.AuthenticationException as exc:
-            raise SyncError(f"{peer.name}: SSH authentication failed ({exc}); check the peer's key "
-                            f"(`fswl peers add ... --key FILE`) and its authorized_keys") from None
-        except (paramiko.SSHException, OSError, socket.timeout) as exc:
+        except paramiko.AuthenticationException:
+            who = f"{peer.user}@" if peer.user else ""
+            raise SyncError(f"SSH authentication failed: {who}{host_label(peer)} refused "
+                            f"{f'the key {peer.key}' if peer.key else 'the agent and ~/.ssh keys'}; check the peer's "
+                            f"key (`fswl peers set {peer.name} --key FILE`) and its authorized_keys") from None
+        except (paramiko.SSHException, OSError) as exc:
             if isinstance(exc, HostKeyError):
                 raise
-            raise SyncError(f"{peer.name}: cannot reach {host_label(peer)}: {exc}") from None
+            cause = _transport_failure(client, timeout)
+            raise SyncError(connect_failure(peer, cause or exc, timeout)) from None
         transport = client.get_transport()
         assert transport is not None
         transport.set_keepalive(int(keepalive))
@@ -110,6 +114,45 @@ def connect(peer: Peer, remote_args: list[str], timeout: float, keepalive: float
 #: What of the peer's stderr is logged at most, and how long it is waited for.
 STDERR_BYTES = 64 * 1024
 STDERR_SECONDS = 2.0
+
+
+def connect_failure(peer: Peer, exc: BaseException, timeout: float) -> str:
+    """What failed while connecting, in words (paramiko's own texts say ``[Errno None]``)."""
+    where = host_label(peer)
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+        # Raised when every address refused or was unreachable; errno is None, the causes are inside.
+        causes = {e.errno for e in exc.errors.values()}
+        if causes == {errno.ECONNREFUSED}:
+            return f"cannot reach {where}: connection refused (nothing listens on port {peer.port}: is sshd running there?)"
+        return f"cannot reach {where}: " + "; ".join(sorted({_strerror(e) for e in exc.errors.values()}))
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return f"cannot reach {where}: connecting timed out after {timeout:g} s (host down or a firewall dropping SSH?)"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot reach {where}: the name {peer.host} does not resolve ({exc.strerror})"
+    if isinstance(exc, OSError):
+        return f"cannot reach {where}: {_strerror(exc)}"
+    text = str(exc)
+    if "banner" in text:  # what answers is no SSH server, or is stuck
+        if isinstance(exc.__context__, EOFError):
+            return f"cannot reach {where}: connected, but it hung up before a word of SSH"
+        return f"cannot reach {where}: connected, but no SSH server answered: timed out after {timeout:g} s"
+    if text == "No existing session":  # the handshake died, its cause lost
+        return f"cannot reach {where}: connected, but the SSH handshake failed"
+    return f"SSH with {where} failed: {text or type(exc).__name__}"
+
+
+def _transport_failure(client: paramiko.SSHClient, timeout: float) -> BaseException | None:
+    """What paramiko's transport thread met, which it may still be meeting (a banner that never comes)."""
+    transport = client.get_transport()
+    if transport is None:
+        return None
+    if transport.is_alive():
+        transport.join(timeout)
+    return transport.get_exception()
+
+
+def _strerror(exc: OSError) -> str:
+    return (exc.strerror or os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__).lower()
 
 
 def _log_stderr(channel: paramiko.Channel, peer: Peer) -> None:

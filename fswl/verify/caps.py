@@ -10,6 +10,7 @@ per hour), and rows older than the longest window are pruned.
 from __future__ import annotations
 
 import fcntl
+import os
 import sqlite3
 import threading
 import time
@@ -83,6 +84,9 @@ class Caps:
                                        isolation_level=None, check_same_thread=False)
             return
         path.parent.mkdir(parents=True, exist_ok=True)
+        # It holds who was challenged and the codes' tallies: the owner's only. SQLite gives
+        # its -wal and -shm files the database file's mode, so making it 0600 first is enough.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
         self._db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                                    check_same_thread=False)
         # Processes opening a new database at once would race to switch it to

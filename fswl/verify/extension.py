@@ -33,6 +33,7 @@ def attach(runtime: Runtime) -> None:
     check_public(runtime, settings)
     worker = ChallengeWorker(verifier_for(runtime), settings.queue_size, settings.workers)
     runtime.miss_hooks.append(worker.submit)
+    runtime.unchallenged_hooks.append(worker.count_refusal)
     runtime.close_hooks.append(worker.stop)
 
 

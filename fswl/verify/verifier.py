@@ -107,6 +107,8 @@ class Verifier:
             return "sending failed"
         self.caps.count("challenges_sent")
         self._event("challenged", record)
+        # Never the code: whoever reads the log could confirm for the sender.
+        log.info("verify: challenge sent to %s for relay %s (%s)", record.sender, record.relay, purpose)
         return None
 
     def code_of(self, record: Record) -> str:

@@ -10,6 +10,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 
 from fswl.names import IPAddress
 from fswl.verify.verifier import Verifier
@@ -32,6 +33,7 @@ class ChallengeWorker:
         self.workers = max(1, workers)
         self.dropped = 0
         self.duplicates = 0
+        self.refusals: Counter[str] = Counter()  #: misses refused before the queue (VERP at the policy service)
         self._queued: set[tuple[str, str]] = set()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -51,6 +53,12 @@ class ChallengeWorker:
                 self.dropped += 1
                 return
             self._queued.add(pair)
+
+    def count_refusal(self, reason: str) -> None:
+        """Count a miss that is never challenged (the threads write the count; never blocks)."""
+        self._ensure_threads()
+        with self._lock:
+            self.refusals[reason] += 1
 
     def stop(self) -> None:
         with self._lock:
@@ -105,7 +113,10 @@ class ChallengeWorker:
         with self._lock:
             dropped, self.dropped = self.dropped, 0
             duplicates, self.duplicates = self.duplicates, 0
+            refusals, self.refusals = self.refusals, Counter()
         if dropped:
             self.verifier.caps.count("dropped: queue full", dropped)
         if duplicates:
             self.verifier.caps.count("skipped: already queued", duplicates)
+        for reason, count in refusals.items():
+            self.verifier.caps.count("refused: " + reason, count)

@@ -16,6 +16,8 @@ from typing import Iterator
 REPO = Path(__file__).resolve().parent.parent.parent
 #: How long a service may take to say where it listens.
 START_SECONDS = 30
+#: A service's "listens on" line (time-stamped off the journal): the service and its port.
+ANNOUNCED = re.compile(r"(?:[0-9T:+-]+ )?fswl: (\w+): .* on \[?[0-9a-fA-F:.]+\]?:(\d+)")
 
 
 @contextmanager
@@ -39,7 +41,7 @@ def serve(home: Path, *services: str, args: tuple[str, ...] = (),
         if not line:
             break
         lines.append(line)
-        found = re.match(r"fswl: (\w+): .* on \[?[0-9a-fA-F:.]+\]?:(\d+)", line)
+        found = ANNOUNCED.match(line)
         if found:
             ports[found.group(1)] = int(found.group(2))
     if len(ports) < len(services):
