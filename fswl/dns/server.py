@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from dnslib import DNSError, DNSLabelError, DNSRecord, QTYPE, RCODE
 
-from fswl.connections import ConnectionCap
+from fswl.util.connections import ConnectionCap
 from fswl.dns.answers import reply_to
 from fswl.dns.cache import CACHE_ENTRIES, ReplyCache
 from fswl.dns.datagrams import open_datagrams

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from fswl.connections import ConnectionCap
+from fswl.util.connections import ConnectionCap
 from fswl.dns import workers
 from fswl.dns.resolver import WhitelistResolver
 from fswl.dns.server import DnsServer

@@ -7,7 +7,7 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from fswl.connections import ConnectionCap
+from fswl.util.connections import ConnectionCap
 from fswl.policy.protocol import MAX_REQUEST_BYTES, BadRequest, format_action, parse_request
 from fswl.policy.rules import Decision, Rules
 
