@@ -33,6 +33,10 @@ def source(n: int) -> str:
     return f"127.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
 
 
+#: The pause after each address's connections (100 addresses: 5 s).
+PACE_SECONDS = 0.05
+
+
 def hold(port: int, per_source: int, sources: int, first_source: int = 0, timeout: float = 60.0) -> list[socket.socket]:
     """Open ``per_source`` connections from each of ``sources`` addresses to 127.0.0.1:port; all connected.
 
@@ -53,6 +57,10 @@ def hold(port: int, per_source: int, sources: int, first_source: int = 0, timeou
                 if code not in (0, errno.EINPROGRESS):
                     raise OSError(code, f"connect from {address}: {errno.errorcode.get(code, code)}")
                 pending[sock.fileno()] = sock
+            # One address's connections at a time, then a breath for the server to accept them: thousands
+            # of connects at once overflow the listen backlog, and a connection whose final ACK the kernel
+            # dropped looks established here but is never accepted there (nor counted, nor closed).
+            time.sleep(PACE_SECONDS)
         poller = select.poll()
         for fd in pending:
             poller.register(fd, select.POLLOUT)
