@@ -31,7 +31,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from fswl.sync.batches import ORIGIN_NAME, _write_atomic
+from fswl.sync.batches import ORIGIN_NAME
+from fswl.util import atomic
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -114,7 +115,7 @@ class Acks:
                 if ack["have"] != old and all(ack["have"].get(o, 0) >= s for o, s in old.items()):
                     stored[node] = taken[node] = ack
             if taken:
-                _write_atomic(self.root / ACKS, json.dumps(stored, sort_keys=True).encode())
+                atomic.write_atomic(self.root / ACKS, json.dumps(stored, sort_keys=True).encode())
             return {node: dict(ack["have"]) for node, ack in taken.items()}
         finally:
             os.close(fd)

@@ -29,7 +29,6 @@ from fswl.store import journal
 from fswl.store.journal import Change
 from fswl.sync.records import MAGIC, Record, from_change
 from fswl.util import atomic
-from fswl.util.atomic import write_atomic as _write_atomic
 
 if TYPE_CHECKING:  # cryptography is a slow import; every CLI write loads this module
     from fswl.sync import signing
@@ -306,7 +305,7 @@ class Spool:
         with self.locked(self._dir(origin) / ".lock"):
             if seq <= self.highest(origin):
                 return False
-            _write_atomic(self._dir(origin) / SEQ, str(seq).encode())
+            atomic.write_atomic(self._dir(origin) / SEQ, str(seq).encode())
             return True
 
     def drain(self, origin: str, upto: int) -> int:
@@ -324,8 +323,8 @@ class Spool:
         return sum(len(self.numbers(o)) for o in self.origins())
 
     def _install(self, origin: str, seq: int, data: bytes) -> None:
-        _write_atomic(self.path(origin, seq), data)
-        _write_atomic(self._dir(origin) / SEQ, str(seq).encode())
+        atomic.write_atomic(self.path(origin, seq), data)
+        atomic.write_atomic(self._dir(origin) / SEQ, str(seq).encode())
 
     def _dir(self, origin: str, create: bool = True) -> Path:
         """spool/ORIGIN; made only to be written in (``create``): merely reading a peer's header

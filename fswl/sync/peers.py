@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 from fswl.errors import BadConfig, BadInput
 from fswl.sync.batches import ORIGIN_NAME
-from fswl.util.atomic import write_atomic as _write_atomic
+from fswl.util import atomic
 
 DEFAULT_PORT = 22
 DEFAULT_REMOTE_COMMAND = "fswl"
@@ -93,7 +93,7 @@ class Peers:
         path = self.root / f"{peer.name}.toml"
         if not path.exists():  # a new peer (or one removed and added back) is reconciled afresh
             self.unpair(peer.name)
-        _write_atomic(path, ("\n".join(lines) + "\n").encode())
+        atomic.write_atomic(path, ("\n".join(lines) + "\n").encode())
 
     def remove(self, name: str) -> None:
         path = self.root / f"{check_name(name)}.toml"
@@ -168,7 +168,7 @@ class Peers:
                 mine = merged.setdefault(node, {})
                 for origin, seq in holdings.items():
                     mine[origin] = max(mine.get(origin, 0), seq)
-            _write_atomic(self.root / KNOWN, json.dumps(merged, sort_keys=True).encode())
+            atomic.write_atomic(self.root / KNOWN, json.dumps(merged, sort_keys=True).encode())
             return merged
         finally:
             os.close(fd)
