@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.sync import SEED, relays  # noqa: E402
-from fswl.home import Home  # noqa: E402
+from fswl.app.home import Home  # noqa: E402
 from fswl.sync.handedits import STATE, Scan, journal_hand_edits  # noqa: E402
 
 

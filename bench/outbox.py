@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fswl.home import Home  # noqa: E402
+from fswl.app.home import Home  # noqa: E402
 from fswl.store import Whitelist  # noqa: E402
 from fswl.store.changelog import ChangeLog  # noqa: E402
 from fswl.sync.node import Node  # noqa: E402

@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fswl.home import Home  # noqa: E402
+from fswl.app.home import Home  # noqa: E402
 from fswl.store import Whitelist  # noqa: E402
 from fswl.sync.digests import Digests  # noqa: E402
 from tests.harness.sshd import REMOTE_COMMAND, Sshd, keygen  # noqa: E402

@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from fswl.home import Home  # noqa: E402
+from fswl.app.home import Home  # noqa: E402
 from fswl.verify import mail  # noqa: E402
 from fswl.verify.settings import VerifySettings  # noqa: E402
 from fswl.verify.verifier import Verifier  # noqa: E402
@@ -45,7 +45,7 @@ def main() -> int:
         settings = VerifySettings(enabled=True, smarthost=f"127.0.0.1:{port}", spf_refuse=(),
                                   global_per_hour=args.challenges, per_domain_per_hour=args.challenges,
                                   per_address_per_hour=args.challenges)
-        verifier = Verifier(home, settings, "wl.test", "http://127.0.0.1:8025")
+        verifier = Verifier(home, home.whitelist, settings, "wl.test", "http://127.0.0.1:8025")
         senders = [("".join(rng.choices(string.ascii_lowercase, k=8)) + "@" + "".join(rng.choices(string.ascii_lowercase, k=8)) + ".example",
                     ipaddress.IPv4Address(rng.randrange(1 << 24, 224 << 24))) for _ in range(args.challenges + args.misses)]
         started = time.perf_counter()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fswl.home import Home
+from fswl.app.home import Home
 from fswl.store import Whitelist
 
 REPO = Path(__file__).resolve().parent.parent

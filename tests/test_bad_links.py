@@ -13,7 +13,7 @@ import dns.message
 import dns.query
 import pytest
 
-from fswl.home import Home
+from fswl.app.home import Home
 from fswl.index import Index
 from fswl.store.tree import LINK_DANGLING, LINK_ESCAPES, LINK_LOOP, LINK_OK
 from fswl.sync.digests import LINK, Digests

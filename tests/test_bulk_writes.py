@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fswl.home import Home
+from fswl.app.home import Home
 from fswl.store import bulk
 from fswl.store.whitelist import Whitelist
 

@@ -12,7 +12,7 @@ import dns.message
 import dns.query
 import pytest
 
-from fswl.home import Home
+from fswl.app.home import Home
 from fswl.index import Index
 from fswl.store import changelog
 from fswl.store.changelog import ChangeFollower, ChangeLog

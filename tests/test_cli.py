@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fswl.home import Home
+from fswl.app.home import Home
 from tests.shell import files_under, ln_s, touch
 
 DAY = 86400

@@ -8,7 +8,7 @@ import pytest
 
 from fswl.config import load_config, section
 from fswl.errors import BadConfig
-from fswl.home import Home
+from fswl.app.home import Home
 
 
 @dataclass(frozen=True)

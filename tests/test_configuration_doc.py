@@ -7,14 +7,14 @@ import re
 
 import pytest
 
-from fswl.correlate import CorrelateSettings
+from fswl.populate.correlate import CorrelateSettings
 from fswl.dns.settings import DnsSettings
-from fswl.history import HistorySettings
-from fswl.home import StoreSettings
+from fswl.store.events import HistorySettings
+from fswl.config.home import StoreSettings
 from fswl.policy.settings import PolicySettings
 from fswl.reputation.model import ReputationSettings
 from fswl.smtp.settings import SmtpSettings
-from fswl.spfexpand import SpfSettings
+from fswl.populate.spf import SpfSettings
 from fswl.sync.node import SyncSettings
 from fswl.verify.settings import VerifySettings
 from fswl.web.settings import WebSettings
@@ -56,7 +56,7 @@ def test_every_setting_is_documented_with_its_default(table: str) -> None:
 def test_the_example_file_is_accepted(tmp_path) -> None:
     """The production example at the top of the page loads without a complaint."""
     from fswl.config import section
-    from fswl.home import Home
+    from fswl.app.home import Home
     from fswl.verify.verifier import load_settings
 
     example = next(block for block in blocks("configuration.md") if block.lang == "toml")
@@ -74,7 +74,7 @@ def test_every_toml_block_of_the_docs_is_accepted_by_fswl(tmp_path, block: Block
     import tomllib
 
     from fswl.config import section
-    from fswl.home import Home
+    from fswl.app.home import Home
     from fswl.verify.verifier import load_settings
 
     tables = tomllib.loads(block.text)

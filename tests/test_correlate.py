@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from fswl.correlate import org_domain, propose, sender_sets
-from fswl.history import EventLog, make_event
+from fswl.populate.correlate import org_domain, propose, sender_sets
+from fswl.store.events import EventLog, make_event
 from fswl.store.walk import walk
 from tests.harness.authdns import ZoneResolver, authoritative_dns
 

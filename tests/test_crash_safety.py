@@ -18,7 +18,7 @@ from typing import Callable
 
 import pytest
 
-from fswl.home import Home
+from fswl.app.home import Home
 from fswl.store.maintenance import fsck
 from fswl.store.tree import TOMB_DIR
 from fswl.util import atomic

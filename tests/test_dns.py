@@ -14,7 +14,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from fswl.home import Home
+from fswl.app.home import Home
 from fswl.store import Whitelist
 from fswl.names import sender_hash
 from tests.conftest import require

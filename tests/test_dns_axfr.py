@@ -23,7 +23,7 @@ from dnslib import DNSRecord
 
 from fswl.dns.settings import DnsSettings
 from fswl.dns.transfer import ZoneTransfer
-from fswl.home import Home
+from fswl.app.home import Home
 from tests.conftest import require, run_fswl
 from tests.harness.dnsd import fswl_serve
 from tests.shell import wait_for

@@ -9,7 +9,7 @@ import dns.message
 import dns.query
 
 from fswl.dns.cache import CACHE_SECONDS, ReplyCache
-from fswl.home import Home
+from fswl.app.home import Home
 from tests.harness.dnsd import fswl_serve
 from tests.test_dns import ROWS, ZONE, add_names_table_entries
 

@@ -8,7 +8,7 @@ import dns.message
 import dns.query
 import dns.rcode
 
-from fswl.home import Home
+from fswl.app.home import Home
 from fswl.index import MemoryIndex
 from fswl.index.loader import load_all
 from tests.harness.dnsd import fswl_serve

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from fswl.dns.resolver import CLASSIC_PAYLOAD, EDNS_PAYLOAD, WhitelistResolver
 from fswl.dns.server import answer_datagram
 from fswl.dns.settings import DnsSettings
-from fswl.home import Home
+from fswl.app.home import Home
 from fswl.index import Index
 from fswl.index.loader import load_all
 from tests.harness.dnsd import fswl_serve

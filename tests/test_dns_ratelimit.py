@@ -10,7 +10,7 @@ import dns.message
 import dns.query
 
 from fswl.dns.ratelimit import RateLimiter
-from fswl.home import Home
+from fswl.app.home import Home
 from tests.harness.dnsd import fswl_serve
 
 ZONE = "wl.example.org"

@@ -13,7 +13,7 @@ import pytest
 from fswl.dns.resolver import WhitelistResolver
 from fswl.dns.server import answer_datagram
 from fswl.dns.settings import DnsSettings
-from fswl.home import Home
+from fswl.app.home import Home
 from fswl.index import Index
 from fswl.index.loader import load_all
 

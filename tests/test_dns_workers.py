@@ -13,7 +13,7 @@ from pathlib import Path
 import dns.message
 import dns.query
 
-from fswl.home import Home
+from fswl.app.home import Home
 from tests.conftest import require
 from tests.harness.dnsd import REPO, fswl_serve
 

@@ -23,7 +23,7 @@ from typing import Iterator
 
 import pytest
 
-from fswl.home import Home
+from fswl.app.home import Home
 from tests.conftest import require, run_fswl
 from tests.harness.docblocks import Block, all_blocks
 from tests.harness.sshd import Mesh

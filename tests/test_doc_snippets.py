@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from fswl.home import Home
+from fswl.app.home import Home
 from tests.conftest import require, run_fswl
 from tests.harness.dnsd import fswl_serve
 from tests.harness.docblocks import Block, all_blocks, checked

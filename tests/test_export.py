@@ -10,7 +10,7 @@ import pytest
 from fswl.dns.settings import DnsSettings
 from fswl.export.names import MAX_EXPANSION_ADDRESSES, ExportNames
 from fswl.export.rbldnsd import dnset_name
-from fswl.home import Home
+from fswl.app.home import Home
 from fswl.store import Whitelist
 
 DATA = Path(__file__).parent / "data" / "export"

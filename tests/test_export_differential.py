@@ -25,7 +25,7 @@ import dns.rdatatype
 import pytest
 
 from fswl.dns.names import reverse_labels
-from fswl.home import Home
+from fswl.app.home import Home
 from fswl.names import sender_hash
 from tests.conftest import require, run_fswl
 from tests.harness.dnsd import fswl_serve

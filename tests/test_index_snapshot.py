@@ -12,7 +12,7 @@ import dns.query
 import dns.rcode
 import pytest
 
-from fswl.home import Home
+from fswl.app.home import Home
 from fswl.index import Index
 from fswl.index.loader import load_all
 from fswl.index.memory import MemoryIndex

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from fswl.home import Home
+from fswl.app.home import Home
 from fswl.policy.protocol import BadRequest, format_action, parse_request
 from tests.harness.dnsd import fswl_serve
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from fswl.home import Home
+from fswl.app.home import Home
 from tests.conftest import require, run_fswl
 from tests.harness.dnsd import fswl_serve
 from tests.harness.postfix import postfix

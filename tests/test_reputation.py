@@ -7,7 +7,7 @@ import time
 import pytest
 
 from fswl.errors import BadInput
-from fswl.history import Event, EventLog, HistorySettings, Tail, make_event
+from fswl.store.events import Event, EventLog, HistorySettings, Tail, make_event
 from fswl.names import parse_address
 from fswl.reputation.model import Reputation, ReputationSettings
 from tests.harness.dnsd import fswl_serve
@@ -116,7 +116,7 @@ def test_bad_lines_are_skipped(line: bytes) -> None:
 
 
 def test_events_take_addresses_networks_and_names(home) -> None:
-    from fswl import history
+    from fswl.store import events as history
 
     history.record_confirmation(home, "Dave@UMKC.edu", "2001:db8:7::/64", name="MX1.Example.ORG")
     history.record_abuse(home, "::ffff:192.0.2.9")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from fswl.seen import SeenRecorder
+from fswl.store.seen import SeenRecorder
 from fswl.store import Whitelist
 
 

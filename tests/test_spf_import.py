@@ -152,7 +152,7 @@ def test_bad_input_is_one_line_and_exit_2(fswl, args, message: str) -> None:
 
 
 def test_nameservers_parse() -> None:
-    from fswl.spfexpand import parse_nameserver
+    from fswl.populate.spf import parse_nameserver
 
     assert parse_nameserver("192.0.2.1") == ("192.0.2.1", 53)
     assert parse_nameserver("192.0.2.1:5300") == ("192.0.2.1", 5300)
@@ -192,7 +192,7 @@ def test_expansion_agrees_with_pyspf_evaluating_each_address(dns_zone, domain: s
 
     import spf
 
-    from fswl.spfexpand import Resolver, expand, parse_nameserver, using
+    from fswl.populate.spf import Resolver, expand, parse_nameserver, using
 
     _, server = dns_zone
     resolver = Resolver(parse_nameserver(server), timeout=2)

@@ -28,7 +28,7 @@ import dns.message
 import dns.query
 import pytest
 
-from fswl.home import Home
+from fswl.app.home import Home
 from fswl.names import parse_relay
 from fswl.store.tree import TOMB_DIR
 from fswl.sync.node import Node

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fswl.home import Home
+from fswl.app.home import Home
 from fswl.sync.handedits import journal_hand_edits
 from tests.conftest import REPO, require
 from tests.test_sync_mirrors import fswl, listing, mesh_of  # noqa: F401 (mesh_of is a fixture)

@@ -332,7 +332,7 @@ def test_the_sync_settings_in_the_mirrors_doc_are_accepted(tmp_path: Path) -> No
     import re
 
     from fswl.config import section
-    from fswl.home import Home
+    from fswl.app.home import Home
     from fswl.sync.node import SyncSettings
 
     snippets = re.findall(r"```toml\n(.*?)```", (REPO / "docs/mirrors.md").read_text(), re.S)

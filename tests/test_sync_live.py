@@ -17,7 +17,7 @@ import dns.query
 import pytest
 
 from fswl.errors import SyncError
-from fswl.home import Home
+from fswl.app.home import Home
 from fswl.sync.node import Node
 from fswl.sync.peers import Peer
 from fswl.sync.rounds import Backoff, run_daemon

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pytest
 
-from fswl.home import Home
+from fswl.app.home import Home
 from tests.conftest import REPO, require, run_fswl
 from tests.harness.sshd import Mesh, closed_url
 

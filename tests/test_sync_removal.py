@@ -13,7 +13,7 @@ import dns.message
 import dns.query
 import pytest
 
-from fswl.home import Home
+from fswl.app.home import Home
 from tests.harness.dnsd import serve
 from tests.harness.sshd import Mesh
 from tests.test_policy import converse, request

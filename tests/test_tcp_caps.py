@@ -13,7 +13,7 @@ import dns.message
 import dns.query
 import pytest
 
-from fswl.home import Home
+from fswl.app.home import Home
 from tests.harness import flood
 from tests.harness.dnsd import fswl_serve
 from tests.shell import wait_for

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fswl.home import Home
+from fswl.app.home import Home
 from tests.conftest import require
 from tests.harness.mail import mail_sink
 from tests.harness.web import link

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from fswl.errors import BadCode, VerifyRefused
-from fswl.history import EventLog
-from fswl.home import Home
+from fswl.store.events import EventLog
+from fswl.app.home import Home
 from fswl.verify import codes, screen
 from fswl.verify.caps import Caps, Limits, registrable_domain
 from fswl.verify.settings import VerifySettings
@@ -40,7 +40,7 @@ class Clock:
 
 def make(home: Home, sink_port: int, clock=time.time, **changes) -> Verifier:
     settings = VerifySettings(**{"enabled": True, "smarthost": f"127.0.0.1:{sink_port}", "spf_refuse": (), **changes})
-    return Verifier(home, settings, ZONE, "http://127.0.0.1:8025", clock=clock)
+    return Verifier(home, home.whitelist, settings, ZONE, "http://127.0.0.1:8025", clock=clock)
 
 
 def random_local(rng: random.Random) -> str:

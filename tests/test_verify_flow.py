@@ -14,7 +14,7 @@ import dns.query
 import dns.rcode
 import pytest
 
-from fswl.home import Home
+from fswl.app.home import Home
 from fswl.verify import codes
 from fswl.verify.pending import Pending, Record
 from fswl.verify.verifier import verify_dir

@@ -17,7 +17,7 @@ from typing import Iterator
 
 import pytest
 
-from fswl.home import Home
+from fswl.app.home import Home
 from tests.conftest import REPO, run_fswl
 from tests.harness.dnsd import ANNOUNCED, START_SECONDS
 from tests.harness.mail import Sink, mail_sink

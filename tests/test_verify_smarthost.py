@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from fswl.errors import BadCode
-from fswl.home import Home
+from fswl.app.home import Home
 from fswl.verify.pending import Pending, Record
 from fswl.verify.settings import VerifySettings
 from fswl.verify.verifier import Verifier
@@ -72,7 +72,7 @@ def test_starttls_and_auth(home: Home, tmp_path: Path, tls_smarthost) -> None:
     (tmp_path / "password").write_text(PASSWORD + "\n")
     settings = VerifySettings(smarthost=f"127.0.0.1:{port}", smarthost_tls="starttls", smarthost_ca_file=str(cert),
                               smarthost_user=USER, smarthost_password_file=str(tmp_path / "password"), spf_refuse=())
-    verifier = Verifier(home, settings, "wl.test", "http://127.0.0.1:8025")
+    verifier = Verifier(home, home.whitelist, settings, "wl.test", "http://127.0.0.1:8025")
     try:
         assert verifier.challenge("nat@example.org", ipaddress.ip_address("192.0.2.3")) is None
         assert sink.wait_for("nat@example.org")["Subject"] == "Please confirm mail you sent via 192.0.2.3"
@@ -88,7 +88,7 @@ def test_a_smarthost_that_refuses_us(home: Home, tmp_path: Path, tls_smarthost, 
     settings = VerifySettings(**{"smarthost": f"127.0.0.1:{port}", "smarthost_tls": "starttls",
                                  "smarthost_ca_file": str(cert), "smarthost_user": USER,
                                  "smarthost_password": PASSWORD, "spf_refuse": (), **change})
-    verifier = Verifier(home, settings, "wl.test", "http://127.0.0.1:8025")
+    verifier = Verifier(home, home.whitelist, settings, "wl.test", "http://127.0.0.1:8025")
     try:
         assert verifier.challenge("oz@example.org", ipaddress.ip_address("192.0.2.3")) == "sending failed"
         assert sink.messages == [] and verifier.stats()["pending"] == 0
@@ -99,7 +99,7 @@ def test_a_smarthost_that_refuses_us(home: Home, tmp_path: Path, tls_smarthost, 
 def _flood(root: str, seed: int, count: int, results) -> None:
     rng = random.Random(seed)
     settings = VerifySettings(global_per_hour=150, per_domain_per_hour=1000, spf_refuse=())
-    verifier = Verifier(Home(root), settings, "wl.test", "http://x", send=lambda settings, message: None)
+    verifier = Verifier(Home(root), Home(root).whitelist, settings, "wl.test", "http://x", send=lambda settings, message: None)
     sent = 0
     for _ in range(count):
         local = "".join(rng.choices(string.ascii_lowercase, k=10))

@@ -11,7 +11,7 @@ import pytest
 from dnslib.server import DNSServer
 from dnslib.zoneresolver import ZoneResolver
 
-from fswl.home import Home
+from fswl.app.home import Home
 from fswl.verify.screen import spf_result
 from fswl.verify.settings import VerifySettings
 from fswl.verify.verifier import Verifier
@@ -51,7 +51,7 @@ def test_spf_results_from_the_configured_nameserver(nameserver: str, sender: str
 def test_spf_fail_means_no_challenge(home: Home, nameserver: str) -> None:
     with mail_sink() as (sink, port):
         settings = VerifySettings(enabled=True, smarthost=f"127.0.0.1:{port}", spf_nameservers=(nameserver,))
-        verifier = Verifier(home, settings, "wl.test", "http://127.0.0.1:8025")
+        verifier = Verifier(home, home.whitelist, settings, "wl.test", "http://127.0.0.1:8025")
         try:
             assert verifier.challenge("bob@strict.example", ipaddress.ip_address("198.51.100.7")) == "SPF fail"
             assert verifier.challenge("bob@soft.example", ipaddress.ip_address("198.51.100.7")) is None

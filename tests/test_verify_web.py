@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from fswl.home import Home
+from fswl.app.home import Home
 from fswl.verify.settings import VerifySettings
 from fswl.verify.verifier import Verifier
 from fswl.web.guard import SITE_FACTOR, RateLimit, client_keys
@@ -146,7 +146,7 @@ def test_sms_is_a_second_factor_after_the_emailed_link(web_sms) -> None:
 def test_sms_takes_only_a_code_from_an_ipv6_mail(web_sms) -> None:
     home, _, base = web_sms
     sent = []
-    verifier = Verifier(home, VerifySettings(spf_refuse=()), "wl.test", base, send=lambda _s, message: sent.append(message))
+    verifier = Verifier(home, home.whitelist, VerifySettings(spf_refuse=()), "wl.test", base, send=lambda _s, message: sent.append(message))
     try:
         assert verifier.challenge("max@example.org", ipaddress.ip_address("192.0.2.8")) is None
     finally:

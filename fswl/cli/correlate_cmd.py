@@ -28,8 +28,8 @@ def correlate(obj, threshold: float | None, min_senders: int | None, ptr: bool, 
     grouped only when their names share a domain (recorded with the events,
     or looked up with --ptr) or with --force.
     """
-    from fswl.correlate import CorrelateSettings, propose, sender_sets
-    from fswl.history import EventLog
+    from fswl.populate.correlate import CorrelateSettings, propose, sender_sets
+    from fswl.store.events import EventLog
     from fswl.store.walk import walk
 
     settings = obj.home.settings("correlate", CorrelateSettings)
@@ -62,7 +62,7 @@ def correlate(obj, threshold: float | None, min_senders: int | None, ptr: bool, 
 
 
 def _by_networks(pairs) -> dict:
-    from fswl.correlate import SAME_NETWORK_BITS
+    from fswl.populate.correlate import SAME_NETWORK_BITS
 
     found: dict = {}
     for pair in pairs:
@@ -90,9 +90,9 @@ def _ptr_lookup(nameserver: str | None):
     import dns.resolver
     import dns.reversename
 
-    from fswl.spfexpand import parse_nameserver
+    from fswl.populate.spf import parse_nameserver
 
-    from fswl.spfexpand import system_resolver
+    from fswl.populate.spf import system_resolver
 
     resolver = system_resolver() if nameserver is None else dns.resolver.Resolver(configure=False)
     if nameserver:

@@ -10,7 +10,7 @@ from fswl.cli.progress import progress_counter
 from fswl.names import IPNetwork, boundary_networks
 
 if TYPE_CHECKING:
-    from fswl.importer import ListItem
+    from fswl.populate.importer import ListItem
 
 #: Bad lines shown before the rest are only counted.
 SHOWN_ERRORS = 5
@@ -58,13 +58,13 @@ def import_list(obj, file, sender: str, skip_bad: bool, workers: int | None, sou
     removed (only those it created).
     """
     from fswl.errors import BadInput, Refused
-    from fswl.importer import BadListLine, parse_list
+    from fswl.populate.importer import BadListLine, parse_list
     from fswl.names import parse_sender
     from fswl.store.bulk import add_parallel
 
     parse_sender(sender)  # refuse a bad --sender before reading anything
     if source is not None:
-        from fswl.sources import parse_source
+        from fswl.populate.sources import parse_source
 
         parse_source(source)
     lines = file.readlines()
@@ -84,7 +84,7 @@ def import_list(obj, file, sender: str, skip_bad: bool, workers: int | None, sou
         if source is None:
             count = add_parallel(wl, sender, networks, workers=workers, progress=tick, refused=refusals.add)
         else:
-            from fswl.sources import Ledger, replace_source
+            from fswl.populate.sources import Ledger, replace_source
 
             report = replace_source(wl, Ledger(obj.home.root), source, ((sender, n) for n in networks),
                                     write=lambda s, nets, refused: add_parallel(wl, s, nets, workers=workers,

@@ -12,7 +12,7 @@ import click
 from fswl import __version__
 from fswl.cli import logs
 from fswl.errors import FswlError
-from fswl.home import Home, default_home
+from fswl.app.home import Home, default_home
 
 #: Modules of fswl.cli that add commands; each has ``register(group)``.
 #: Modules import their heavy dependencies inside the commands, so that

@@ -21,7 +21,7 @@ def reputation() -> None:
 @click.pass_obj
 def show(obj, ip: str) -> None:
     """Explain the hourly quota of relay IP (an IPv6 relay counts by its /64)."""
-    from fswl.history import EventLog
+    from fswl.store.events import EventLog
     from fswl.names import parse_address
     from fswl.reputation.model import Reputation, ReputationSettings
 
@@ -53,7 +53,7 @@ def show(obj, ip: str) -> None:
 def record(obj, kind: str, ip: str, sender: str, name: str) -> None:
     """Add an event to the log by hand: a confirmed SENDER, an abuse report, an SPF pass."""
     from fswl.errors import BadInput
-    from fswl.history import EventLog, make_event
+    from fswl.store.events import EventLog, make_event
 
     if kind in ("confirm", "spf_pass") and not sender:
         raise BadInput(f"{kind} needs a SENDER, e.g. `fswl reputation record {kind} {ip} dave@example.org`")

@@ -20,7 +20,7 @@ def serve(obj, names: tuple[str, ...], listen: str | None, workers: int | None) 
 
     from fswl.cli.logs import stamp_lines
     from fswl.errors import BadInput
-    from fswl.services import REGISTRY, Runtime, build, run
+    from fswl.app.services import REGISTRY, build, make_runtime, run
 
     chosen = list(names) or list(REGISTRY)
     if listen is not None and len(chosen) != 1:
@@ -28,7 +28,7 @@ def serve(obj, names: tuple[str, ...], listen: str | None, workers: int | None) 
     if not chosen:
         raise BadInput("no services are built into this fswl")
     stamp_lines()  # it runs for days: each line says when
-    runtime = Runtime(obj.home)
+    runtime = make_runtime(obj.home)
     runtime.dns_workers = workers
     services = [build(runtime, name, listen) for name in chosen]
     click.echo(f"fswl: serving {obj.home.root}; Ctrl-C to stop", err=True)

@@ -28,7 +28,7 @@ def import_spf(obj, domains: tuple[str, ...], from_file, nameserver: str | None,
     """
     from fswl.errors import BadInput, BadSender
     from fswl.names import parse_domain
-    from fswl.spfexpand import Resolver, SpfSettings, parse_nameserver
+    from fswl.populate.spf import Resolver, SpfSettings, parse_nameserver
 
     settings = obj.home.settings("spf", SpfSettings)
     names = list(domains)
@@ -55,8 +55,8 @@ def import_spf(obj, domains: tuple[str, ...], from_file, nameserver: str | None,
 
 def _import_one(home, domain: str, resolver, settings, dry_run: bool) -> bool:
     from fswl.names import boundary_networks
-    from fswl.sources import Ledger, replace_source
-    from fswl.spfexpand import expand, fit_to_tree
+    from fswl.populate.sources import Ledger, replace_source
+    from fswl.populate.spf import expand, fit_to_tree
 
     expansion = expand(domain, resolver)
     sender = f"*@{domain}"

@@ -10,10 +10,10 @@ from fswl.dns import workers
 from fswl.dns.resolver import WhitelistResolver
 from fswl.dns.server import DnsServer
 from fswl.dns.settings import DnsSettings
-from fswl.services import parse_listen
+from fswl.util.hostport import parse_listen
 
 if TYPE_CHECKING:
-    from fswl.services import Runtime
+    from fswl.serving import Runtime
 
 
 class DnsService:

@@ -187,11 +187,13 @@ def _rcode(request: DNSRecord, rcode: int) -> bytes:
 
 
 def _write_transfer(request_wire: bytes, serial: int, base_url: str, out: BinaryIO) -> None:
-    from fswl.home import Home
+    from fswl.config.home import HomeLayout
+    from fswl.store import Whitelist
 
-    home = Home(Path(os.environ["FSWL_HOME"]))
+    home = HomeLayout(Path(os.environ["FSWL_HOME"]))
     settings = home.settings("dns", DnsSettings)
-    for wire in zone_messages(home.whitelist.tree, settings, base_url, serial, DNSRecord.parse(request_wire)):
+    # Read only: a transfer writes nothing, so the store needs no listeners.
+    for wire in zone_messages(Whitelist(home.db).tree, settings, base_url, serial, DNSRecord.parse(request_wire)):
         out.write(len(wire).to_bytes(2, "big") + wire)
 
 

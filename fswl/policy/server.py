@@ -12,7 +12,7 @@ from fswl.policy.protocol import MAX_REQUEST_BYTES, BadRequest, format_action, p
 from fswl.policy.rules import Decision, Rules
 
 if TYPE_CHECKING:
-    from fswl.services import Runtime
+    from fswl.serving import Runtime
 
 log = logging.getLogger(__name__)
 #: How `fswl verify stats` counts a VERP/tagged miss: as fswl.verify.screen names that refusal.

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 from fswl.policy.rules import Rules
 from fswl.policy.server import PolicyServer
 from fswl.policy.settings import PolicySettings
-from fswl.services import parse_listen
+from fswl.util.hostport import parse_listen
 
 if TYPE_CHECKING:
-    from fswl.services import Runtime
+    from fswl.serving import Runtime
 
 UNIX_PREFIX = "unix:"
 

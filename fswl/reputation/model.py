@@ -1,6 +1,6 @@
 """Reputation quotas: how many messages an unlisted relay (or IPv6 /64) may pass per hour, and why.
 
-A pure fold over the event log (fswl.history) plus the senders the tree
+A pure fold over the event log (fswl.store.events) plus the senders the tree
 lists at the relay: no I/O here, so the policy service can ask on its event
 loop and `fswl reputation show` can explain the same numbers.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from fswl.errors import BadRelay
-from fswl.history import Event
+from fswl.store.events import Event
 from fswl.names import IPAddress, IPNetwork, parse_address
 
 Key = tuple[int, int]  #: (IP version, address or /64 as an int)

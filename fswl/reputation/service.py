@@ -1,4 +1,4 @@
-"""The reputation extension: attaches the quota to every Runtime (see fswl.services.EXTENSIONS).
+"""The reputation extension: attaches the quota to every Runtime (see fswl.app.services.EXTENSIONS).
 
 The admit hook runs on the policy service's event loop and touches memory
 only.  A thread reads what other processes appended to the event log
@@ -15,12 +15,12 @@ import secrets
 import threading
 from typing import TYPE_CHECKING
 
-from fswl.history import Event, EventLog, Tail
+from fswl.store.events import Event, EventLog, Tail
 from fswl.names import IPAddress
 from fswl.reputation.model import Reputation, ReputationSettings
 
 if TYPE_CHECKING:
-    from fswl.services import Runtime
+    from fswl.serving import Runtime
 
 log = logging.getLogger(__name__)
 

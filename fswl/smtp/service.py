@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import SMTP
 
-from fswl.services import parse_listen
+from fswl.util.hostport import parse_listen
 from fswl.smtp.handler import ConfirmHandler
 from fswl.smtp.settings import SmtpSettings
 from fswl.verify.extension import verifier_for
 
 if TYPE_CHECKING:
-    from fswl.services import Runtime
+    from fswl.serving import Runtime
 
 #: SMTP commands one connection may send (aiosmtpd's command_call_limit).
 COMMAND_LIMIT = 100

@@ -21,7 +21,7 @@ from fswl.sync.peers import Peers
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    from fswl.home import Home
+    from fswl.config.home import HomeLayout
     from fswl.store.journal import Change
     from fswl.sync.handedits import Scan
     from fswl.sync.signing import Keyring, Signer
@@ -49,7 +49,7 @@ class SyncSettings:
 class Node:
     """Everything sync needs of one home."""
 
-    def __init__(self, home: Home, serving: bool = False) -> None:
+    def __init__(self, home: HomeLayout, serving: bool = False) -> None:
         self.home = home
         #: The far end of a round (`fswl sync --serve`): it looks for hand edits only when no
         #: round has for [sync] interval, since the node's own rounds look anyway.

@@ -21,7 +21,7 @@ from fswl.store.journal import Change
 from fswl.sync.peers import Peers
 
 if TYPE_CHECKING:
-    from fswl.home import Home
+    from fswl.config.home import HomeLayout
     from fswl.sync.batches import Spool
 
 #: How long a writer trusts its last look at peers/. A first round with a
@@ -33,7 +33,7 @@ FIRST_ROUND_WAIT = 2 * PEERS_RECHECK_SECONDS
 class Outbox:
     """A store listener: marks every local write for digests, journals it when any peer is configured."""
 
-    def __init__(self, home: Home, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, home: HomeLayout, clock: Callable[[], float] = time.monotonic) -> None:
         from fswl.sync.node import Node
 
         self.clock = clock

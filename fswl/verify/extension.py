@@ -17,7 +17,7 @@ from fswl.verify.verifier import Verifier, load_settings
 from fswl.verify.worker import ChallengeWorker
 
 if TYPE_CHECKING:
-    from fswl.services import Runtime
+    from fswl.serving import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ _lock = threading.Lock()
 
 
 def attach(runtime: Runtime) -> None:
-    """Listed in fswl.services.EXTENSIONS: with [verify] enabled, every miss may be challenged."""
+    """Listed in fswl.app.services.EXTENSIONS: with [verify] enabled, every miss may be challenged."""
     settings = load_settings(runtime.home)
     if not settings.enabled:
         return
@@ -64,7 +64,7 @@ def verifier_for(runtime: Runtime) -> Verifier:
         if verifier is None:
             home = runtime.home
             zone = home.settings("dns", DnsSettings).zone
-            verifier = Verifier(home, load_settings(home), zone, runtime.base_url)
+            verifier = Verifier(home, runtime.whitelist, load_settings(home), zone, runtime.base_url)
             _verifiers[runtime] = verifier
             runtime.close_hooks.insert(0, verifier.close)  # closed last, after the worker
         return verifier

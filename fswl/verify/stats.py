@@ -13,10 +13,10 @@ from fswl.verify.settings import VerifySettings
 from fswl.verify.verifier import limits_of, verify_dir
 
 if TYPE_CHECKING:
-    from fswl.home import Home
+    from fswl.config.home import HomeLayout
 
 
-def read_stats(home: Home, settings: VerifySettings, now: float | None = None) -> dict[str, object]:
+def read_stats(home: HomeLayout, settings: VerifySettings, now: float | None = None) -> dict[str, object]:
     """What `fswl verify stats` shows, read only: creates no key, no database, no directory."""
     now = time.time() if now is None else now
     pending = 0

@@ -12,7 +12,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from fswl import config, history
+from fswl import config
+from fswl.store import events as history
 from fswl.errors import BadCode, BadSender, CodeGone, FswlError, VerifyRefused
 from fswl.names import IPAddress, parse_sender, split_sender
 from fswl.util import atomic
@@ -24,7 +25,8 @@ from fswl.verify.settings import VerifySettings
 if TYPE_CHECKING:
     from email.message import EmailMessage
 
-    from fswl.home import Home
+    from fswl.config.home import HomeLayout
+    from fswl.store import Whitelist
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ PHONE_DIGITS = (6, 16)
 EVENTS_LOG_BYTES = 4 * 1024 * 1024
 
 
-def load_settings(home: Home) -> VerifySettings:
+def load_settings(home: HomeLayout) -> VerifySettings:
     """[verify], where ``from`` (a Python keyword) stands for from_address."""
     table = dict(home.config.get("verify", {}) or {})
     if "from" in table:
@@ -54,7 +56,7 @@ def load_settings(home: Home) -> VerifySettings:
     return config.section({"verify": table}, "verify", VerifySettings, str(home.config_path))
 
 
-def verify_dir(home: Home) -> Path:
+def verify_dir(home: HomeLayout) -> Path:
     """Where the key, the caps database and the event log live."""
     return home.root / "verify"
 
@@ -68,10 +70,12 @@ def limits_of(settings: VerifySettings) -> Limits:
 class Verifier:
     """Challenges and confirmations for one home; safe to share between threads."""
 
-    def __init__(self, home: Home, settings: VerifySettings, zone: str, base_url: str,
+    def __init__(self, home: HomeLayout, whitelist: Whitelist, settings: VerifySettings, zone: str, base_url: str,
                  clock: Callable[[], float] = time.time,
                  send: Callable[[VerifySettings, EmailMessage], None] = mail.send) -> None:
         self.home = home
+        #: The wired store (fswl.app.Home.whitelist): a confirmation is journalled for peers like any add.
+        self.whitelist = whitelist
         self.settings = settings
         self.zone = settings.zone_or(zone)
         self.base_url = base_url.rstrip("/")
@@ -225,7 +229,7 @@ class Verifier:
             raise BadCode("this listing also needs a code by SMS: open the link from the mail and follow the SMS step")
         record = self.pending.take(record.id)
         try:
-            self.home.whitelist.add(record.sender, record.relay)
+            self.whitelist.add(record.sender, record.relay)
         except (FswlError, OSError) as exc:
             self.pending.untake(record.id)
             log.error("verify: could not list %s for %s: %s", record.sender, record.relay, exc)

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from fswl.services import parse_listen
+from fswl.util.hostport import parse_listen
 from fswl.verify.extension import verifier_for
 from fswl.web.app import make_app
 from fswl.web.settings import WebSettings
 
 if TYPE_CHECKING:
-    from fswl.services import Runtime
+    from fswl.serving import Runtime
 
 log = logging.getLogger(__name__)
 

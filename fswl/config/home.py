@@ -1,4 +1,19 @@
-"""The fswl home: db/ (the whitelist), peers/, spool/, pending/ and fswl.toml."""
+"""Where everything of one fswl home lives, and its fswl.toml read into settings.
+
+Every part finds its files here: nothing else spells a path under the home.
+The stores are not here: fswl.app.Home wires them (with their listeners), so
+this layer sits below every part that needs a path or a setting.
+
+    db/                 the whitelist tree (docs/tree.md)
+    changes.log         every process's writes to db/, which `fswl serve`'s index follows
+    peers/, spool/      sync: who the peers are, batches on their way (docs/mirrors.md)
+    pending/            verification codes waiting for an answer
+    verify/             verification's caps and statistics
+    state/seen.sqlite   last-seen times of entries
+    state/events/       the event log (reputation, correlation)
+    state/imports/      the ledger of `fswl import` sources
+    cache/              what can be rebuilt: the index snapshot
+"""
 
 from __future__ import annotations
 
@@ -10,9 +25,6 @@ from typing import Any, TypeVar
 
 from fswl import defaults
 from fswl.config import CONFIG_NAME, load_config, section
-from fswl.store import Whitelist
-from fswl.store.changelog import ChangeLog
-from fswl.store.journal import Listener
 
 T = TypeVar("T")
 
@@ -37,14 +49,14 @@ def default_home() -> Path:
     """$FSWL_HOME, else the spool/ of the checkout fswl runs from, else /var/spool/fswl."""
     if os.environ.get("FSWL_HOME"):
         return Path(os.environ["FSWL_HOME"])
-    checkout = Path(__file__).resolve().parent.parent
+    checkout = Path(__file__).resolve().parent.parent.parent
     if (checkout / "setup.cfg").is_file() and (checkout / "spool").is_dir():
         return checkout / "spool"
     return Path(defaults.SYSTEM_HOME)
 
 
-class Home:
-    """One fswl home directory."""
+class HomeLayout:
+    """One fswl home directory: its paths and its settings."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).absolute()
@@ -52,6 +64,13 @@ class Home:
         self.peers = self.root / "peers"
         self.spool = self.root / "spool"
         self.pending = self.root / "pending"
+        self.verify = self.root / "verify"
+        self.state = self.root / "state"
+        self.events = self.state / "events"
+        self.imports = self.state / "imports"
+        self.seen_db = self.state / "seen.sqlite"
+        self.cache = self.root / "cache"
+        self.index_snapshot = self.cache / "index.snapshot"
         self.config_path = self.root / CONFIG_NAME
         #: Every process's writes to db/, which the index of `fswl serve` follows.
         self.changelog_path = self.root / "changes.log"
@@ -74,16 +93,3 @@ class Home:
         table = self.config.get("web", {})
         url = table.get("base_url", defaults.WEB_BASE_URL) if isinstance(table, dict) else defaults.WEB_BASE_URL
         return str(url).rstrip("/")
-
-    @cached_property
-    def whitelist(self) -> Whitelist:
-        """The store, with every configured change listener attached."""
-        self.db.mkdir(parents=True, exist_ok=True)
-        return Whitelist(self.db, self.change_listeners())
-
-    def change_listeners(self) -> list[Listener]:
-        """Who hears of local writes: the change log (for `fswl serve`'s index) and the sync outbox,
-        which journals each write for peers whenever one is configured (fswl.sync.outbox)."""
-        from fswl.sync.outbox import Outbox
-
-        return [ChangeLog(self.changelog_path), Outbox(self)]

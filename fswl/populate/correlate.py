@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from fswl.errors import BadRelay
-from fswl.history import Event
+from fswl.store.events import Event
 from fswl.names import ANY_SENDER, IPAddress, parse_address
 from fswl.store.walk import Listing
 

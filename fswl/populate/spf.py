@@ -104,7 +104,7 @@ def system_resolver() -> dns.resolver.Resolver:
 
 def parse_nameserver(text: str) -> tuple[str, int]:
     """``IP``, ``IP:PORT``, ``[V6]:PORT`` or a bare IPv6 address -> (host, port); port 53 by default."""
-    from fswl.services import parse_listen
+    from fswl.util.hostport import parse_listen
 
     if text.startswith("[") or text.count(":") == 1:
         return parse_listen(text)

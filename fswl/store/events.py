@@ -31,7 +31,7 @@ from fswl.names import parse_address, parse_domain, parse_relay, parse_sender
 from fswl.util import atomic
 
 if TYPE_CHECKING:
-    from fswl.home import Home
+    from fswl.config.home import HomeLayout
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class EventLog:
         self.settings = settings
 
     @classmethod
-    def of(cls, home: Home) -> EventLog:
+    def of(cls, home: HomeLayout) -> EventLog:
         """The log of a home, with its [history] settings."""
         return cls(home.root, home.settings("history", HistorySettings))
 
@@ -212,11 +212,11 @@ class Tail:
         return events
 
 
-def _record(home: Home, kind: str, ip: str, sender: str, name: str) -> None:
+def _record(home: HomeLayout, kind: str, ip: str, sender: str, name: str) -> None:
     EventLog.of(home).append([make_event(kind, ip, sender, name=name)])
 
 
-def record_confirmation(home: Home, sender: str, ip: str, name: str = "") -> None:
+def record_confirmation(home: HomeLayout, sender: str, ip: str, name: str = "") -> None:
     """A sender confirmed a challenge for a relay (the verification code calls this).
 
     ``name`` is the relay's host name if known (Postfix's client_name): relay
@@ -225,16 +225,16 @@ def record_confirmation(home: Home, sender: str, ip: str, name: str = "") -> Non
     _record(home, "confirm", ip, sender, name)
 
 
-def record_abuse(home: Home, ip: str, sender: str = "") -> None:
+def record_abuse(home: HomeLayout, ip: str, sender: str = "") -> None:
     """A forgery/abuse report about a relay, perhaps naming the sender (the relay's quota drops to 0)."""
     _record(home, "abuse", ip, sender, "")
 
 
-def record_spf_pass(home: Home, sender: str, ip: str, name: str = "") -> None:
+def record_spf_pass(home: HomeLayout, sender: str, ip: str, name: str = "") -> None:
     """The relay passed SPF for the sender's domain."""
     _record(home, "spf_pass", ip, sender, name)
 
 
-def record_seen(home: Home, sender: str, ip: str, name: str = "") -> None:
+def record_seen(home: HomeLayout, sender: str, ip: str, name: str = "") -> None:
     """A message from an unlisted pair was accepted (the reputation quota records its own in batches)."""
     _record(home, "seen", ip, sender, name)

@@ -1,45 +1,30 @@
-"""What `fswl serve` runs: named services sharing one store, hit recorder and index."""
+"""What the services of one `fswl serve` process share: the store, the hit recorder, the index, the hooks.
+
+The composition root (fswl.app.services) makes one Runtime, lets the
+extensions (verification, reputation) attach their hooks, and hands it to
+each service's factory. The services depend on this contract, never on the
+root.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import importlib
-import ipaddress
 import logging
-import signal
 from functools import cached_property
 from typing import TYPE_CHECKING, Callable, Protocol
 
-from fswl.errors import BadInput, ServiceError
-from fswl.home import Home
 from fswl.names import IPAddress
-from fswl.seen import SeenRecorder
-from fswl.store import Match
+from fswl.store import Match, Whitelist
+from fswl.store.seen import SeenRecorder
 
 if TYPE_CHECKING:
+    from fswl.config.home import HomeLayout
     from fswl.index import Index
 
 log = logging.getLogger(__name__)
 #: The level of "what listens where": shown by default, and not a warning.
 ANNOUNCE = logging.WARNING - 1
 logging.addLevelName(ANNOUNCE, "ANNOUNCE")
-
-#: Service name -> "module:factory"; a factory takes (Runtime, listen or None)
-#: and returns a Service.  Listed in the order they start.
-REGISTRY: dict[str, str] = {
-    "dns": "fswl.dns.service:make_service",
-    "policy": "fswl.policy.service:make_service",
-    "smtp": "fswl.smtp.service:make_service",
-    "web": "fswl.web.service:make_service",
-}
-
-#: Parts that attach hooks to every Runtime, whichever services run
-#: ("module:function", called with the Runtime): verification on a miss,
-#: reputation quotas on an unlisted pair.
-EXTENSIONS: list[str] = [
-    "fswl.verify.extension:attach",
-    "fswl.reputation.service:attach",
-]
 
 
 class Service(Protocol):
@@ -60,9 +45,10 @@ class Service(Protocol):
 class Runtime:
     """What the services of one process share."""
 
-    def __init__(self, home: Home) -> None:
+    def __init__(self, home: HomeLayout, whitelist: Whitelist) -> None:
         self.home = home
-        self.whitelist = home.whitelist
+        #: The wired store (fswl.app.Home.whitelist): writes through it are journalled.
+        self.whitelist = whitelist
         self.seen = SeenRecorder(self.whitelist)
         #: Called as hook(sender, address) when a lookup that may introduce a
         #: sender misses (verification registers here). Must not block.
@@ -77,9 +63,6 @@ class Runtime:
         self.close_hooks: list[Callable[[], None]] = []
         #: `fswl serve --workers N`: DNS processes sharing the port (None: [dns] workers).
         self.dns_workers: int | None = None
-        for spec in EXTENSIONS:
-            module, _, function = spec.partition(":")
-            getattr(importlib.import_module(module), function)(self)
 
     def on_miss(self, sender: str, address: IPAddress) -> None:
         """A lookup missed; hand it to the miss hooks. Never raises."""
@@ -114,7 +97,7 @@ class Runtime:
 
         store = self.home.store_settings
         index = Index(self.whitelist, self.home.changelog_path, watch=store.watch_tree,
-                      snapshot_path=self.home.root / "cache" / "index.snapshot", sweep_seconds=store.sweep_seconds)
+                      snapshot_path=self.home.index_snapshot, sweep_seconds=store.sweep_seconds)
         index.start()
         return index
 
@@ -144,54 +127,3 @@ class Runtime:
         if index is not None:
             index.stop()
         self.seen.stop()
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` or ``[V6]:PORT`` -> (host, port)."""
-    host, sep, port = text.strip().rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    try:
-        ipaddress.ip_address(host)
-        number = int(port)
-        if not sep or not 0 <= number <= 65535:
-            raise ValueError(port)
-    except ValueError:
-        raise BadInput(f"not a listen address: {text!r}; use HOST:PORT, e.g. 127.0.0.1:5353 or [::1]:5353") from None
-    return host, number
-
-
-def build(runtime: Runtime, name: str, listen: str | None = None) -> Service:
-    """Make the named service; ``listen`` overrides its configured address."""
-    if name not in REGISTRY:
-        known = ", ".join(REGISTRY) or "none"
-        raise BadInput(f"no service named {name!r} (known: {known})")
-    module, _, factory = REGISTRY[name].partition(":")
-    return getattr(importlib.import_module(module), factory)(runtime, listen)
-
-
-async def run(services: list[Service], runtime: Runtime, ready: asyncio.Event | None = None) -> None:
-    """Start the services, run until SIGINT/SIGTERM, then stop them in reverse order."""
-    started: list[Service] = []
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    runtime.seen.start()
-    try:
-        for service in services:
-            try:
-                await service.start()
-            except OSError as exc:
-                raise ServiceError(f"{service.name}: cannot listen: {exc.strerror or exc}") from exc
-            started.append(service)
-            log.log(ANNOUNCE, "%s", service.describe())
-        if ready is not None:
-            ready.set()
-        await stop.wait()
-    finally:
-        for service in reversed(started):
-            try:
-                await service.stop()
-            except Exception:
-                log.exception("stopping %s failed", service.name)
-        runtime.close()
