@@ -55,6 +55,7 @@ def link(wl: Store, relay: str | IPNetwork, group: str) -> str:
 
     :raises Conflict: if the relay is linked to another group (unlink it first).
     """
+    parse_group(group)  # before anything is made
     lexical, network = _lexical(wl, relay)
     _link(wl, lexical, network, group, time.time(), replay=False)
     return lexical
@@ -66,6 +67,7 @@ def link_at(wl: Store, network: IPNetwork, group: str, when: float) -> bool:
     It loses to an unlink (a link tombstone) dated at or after it and to a
     newer link, to this group or another.
     """
+    parse_group(group)
     lexical, network = _lexical(wl, network)
     return _link(wl, lexical, network, group, when, replay=True)
 
@@ -133,7 +135,6 @@ def unlink_at(wl: Store, network: IPNetwork, when: float) -> bool:
 
 
 def _link(wl: Store, lexical: str, network: IPNetwork, group: str, when: float, replay: bool) -> bool:
-    parse_group(group)
     parent = os.path.dirname(lexical)
     if os.path.isdir(lexical) and not os.path.islink(lexical):
         _refuse_sub_levels(wl, lexical)
