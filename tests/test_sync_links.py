@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from fswl.store import Whitelist
-from fswl.store.changelog import ChangeLog
+from fswl.home import Home
+from fswl.sync.node import Node
 from tests.conftest import require
 from tests.harness.sshd import Mesh
 from tests.test_sync_mirrors import fswl, listing, mesh_of  # noqa: F401  (mesh_of is a fixture)
@@ -84,10 +84,10 @@ def test_a_link_and_an_unlink_of_one_relay_on_two_mirrors_end_with_the_newer_on_
 
 def test_an_unlink_in_transit_is_not_undone_by_a_full_reconciliation(mesh_of) -> None:
     mesh = linked_everywhere(mesh_of(*NODES))
-    # B's unlink is journalled for no batch (the change log alone hears of it, so it is no hand edit
-    # either): the reconciliation is all that can carry it, as for one still on its way after a gap.
-    b = mesh["b"].home
-    Whitelist(b / "db", [ChangeLog(b / "changes.log")]).unlink(RELAY)
+    # B's unlink is journalled for no batch: made with the writer sync applies received records with
+    # (it marks the digests and logs the change, so it is no hand edit either), the reconciliation is
+    # all that can carry it, as for an unlink still on its way when a gap or a first round reconciles.
+    Node(Home(mesh["b"].home)).writer.unlink(RELAY)
     assert state(mesh, "b") == (None, True)
     rounds(mesh, "--full", times=1)
     for node in NODES:
