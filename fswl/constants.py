@@ -13,3 +13,5 @@ MAX_FILENAME_BYTES = 255
 MAX_EXPANSION = 4096
 #: Symlink hops followed inside db/ before a chain is called a loop.
 MAX_SYMLINK_HOPS = 16
+#: The DNS A answer for each kind of match (DESIGN: "The DNS names"): exact sender, *@domain, *.
+ANSWERS = {"exact": "127.0.0.2", "domain": "127.0.0.3", "relay": "127.0.0.4"}

@@ -99,3 +99,17 @@ class SyncError(FswlError):
 
 class HostKeyError(SyncError):
     """{}"""
+
+
+class NotADirectoryInTree(UnsafePath):
+    """Refusing {}: {} is not a directory; move that file out of the way (`fswl fsck` lists such files)."""
+
+
+class EntryNameTaken(UnsafePath):
+    """Refusing {}: the entry's name is taken by something that is not a plain file; remove it and write again."""
+
+
+class ListenerFailed(FswlError):
+    """{} {} is written, but {} failed ({}): run `fswl sync --full` with each peer so that mirrors get it."""
+
+    exit_code = 1

@@ -17,7 +17,7 @@ from fswl.index.memory import MemoryIndex, unpack_names
 from fswl.errors import BadSender
 from fswl.names import ANY_SENDER, IPAddress, parse_sender, sender_kind
 from fswl.store import Match
-from fswl.store.whitelist import ANSWERS
+from fswl.constants import ANSWERS
 
 log = logging.getLogger(__name__)
 

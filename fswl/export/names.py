@@ -43,7 +43,7 @@ from fswl.names import (
 from fswl.store import Problem
 from fswl.store.tree import Tree
 from fswl.store.walk import walk
-from fswl.store.whitelist import ANSWERS
+from fswl.constants import ANSWERS
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from fswl.dns import answers
 from fswl.dns.settings import DnsSettings
 from fswl.export.names import ExportNames
 from fswl.export.zone import label_text, txt_strings
-from fswl.store.whitelist import ANSWERS
+from fswl.constants import ANSWERS
 
 #: Characters that mean something at the start of an rbldnsd data line.
 _LINE_SPECIALS = b"#;:!$*"

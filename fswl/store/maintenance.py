@@ -12,7 +12,7 @@ from fswl.errors import BadName
 from fswl.names import FAMILIES, name_to_sender
 from fswl.store import journal
 from fswl.store.journal import Change
-from fswl.store.tree import GROUPS_DIR, TOMB_DIR
+from fswl.store.tree import GROUPS_DIR, LINK_TOMB, TOMB_DIR
 from fswl.store.walk import Problem, walk
 from fswl.store.whitelist import Whitelist
 
@@ -29,6 +29,9 @@ class ExpireReport:
 def expire(wl: Whitelist, days: float, tomb_days: float, dry_run: bool = False,
            now: float | None = None, progress: Callable[[int], None] | None = None) -> ExpireReport:
     """Remove entries neither added nor seen for ``days``, and tombstones older than ``tomb_days``.
+
+    Link tombstones (``RELAY/.tomb/.link``) age out like entry tombstones;
+    until then the relay directory holding one is not pruned, empty or not.
 
     An entry's age is the later of its mtime (the explicit add) and its
     last-seen time on this node (fswl.store.lastseen).  Expiry leaves no
@@ -93,6 +96,9 @@ def _settle_tombstones(wl: Whitelist, tomb_dir: str, names: list[str], repair: b
     live_dir = os.path.dirname(tomb_dir)
     for name in names:
         tomb, entry = os.path.join(tomb_dir, name), os.path.join(live_dir, name)
+        if name == LINK_TOMB:
+            yield from _check_link_tomb(wl, tomb, repair)
+            continue
         try:
             name_to_sender(name)
         except BadName as exc:
@@ -106,13 +112,25 @@ def _settle_tombstones(wl: Whitelist, tomb_dir: str, names: list[str], repair: b
             os.unlink(loser)
 
 
+def _check_link_tomb(wl: Whitelist, tomb: str, repair: bool) -> Iterator[Problem]:
+    """A link tombstone belongs in a relay directory, as a plain file; anywhere else it means nothing."""
+    relay = os.path.dirname(os.path.dirname(tomb))
+    rel = wl.tree.relative(relay).split(os.sep)
+    if rel[0] in FAMILIES.values() and len(rel) > 1 and stat.S_ISREG(os.lstat(tomb).st_mode):
+        return
+    yield Problem(wl.tree.relative(tomb), f"a link tombstone outside a relay directory, or not a plain file; "
+                                          f"{'removed' if repair else 'remove it (`fswl fsck --repair`)'}")
+    if repair:
+        os.unlink(tomb)
+
+
 def _physical_files(wl: Whitelist) -> Iterator[tuple[str, bool, float]]:
     """(path, is tombstone, mtime) of every file under ip4/, ip6/ and groups/, links not followed."""
     for top_name in (*FAMILIES.values(), GROUPS_DIR):
         for top, dirs, files in os.walk(os.path.join(wl.db, top_name)):
             is_tomb = os.path.basename(top) == TOMB_DIR
             for name in files:
-                if name.startswith("."):
+                if name.startswith(".") and not (is_tomb and name == LINK_TOMB):
                     continue
                 path = os.path.join(top, name)
                 try:

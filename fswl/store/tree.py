@@ -12,6 +12,10 @@ from fswl.names import FAMILIES, IPNetwork, network_parts, sender_to_name
 
 #: Sibling directory holding tombstones of explicitly removed entries.
 TOMB_DIR = ".tomb"
+#: The tombstone of a link, in the .tomb/ of the relay directory an unlink leaves: ``ip4/64/12/88/.tomb/.link``.
+#: Its mtime is the time of the unlink. An entry's name never starts with "." (names.sender_to_name), so it
+#: cannot collide with an entry's tombstone.
+LINK_TOMB = ".link"
 #: Directory under db/ holding groups (virtual relays).
 GROUPS_DIR = "groups"
 
@@ -70,6 +74,10 @@ class Tree:
 
     def tomb_path(self, directory: str, sender: str) -> str:
         return os.path.join(directory, TOMB_DIR, sender_to_name(sender))
+
+    def link_tomb_path(self, relay_dir: str) -> str:
+        """Where the unlink of the link at ``relay_dir`` is recorded: ``RELAY/.tomb/.link``."""
+        return os.path.join(relay_dir, TOMB_DIR, LINK_TOMB)
 
     def relative(self, path: str) -> str:
         """A path relative to db/, as sync and the journal carry it."""

@@ -7,7 +7,6 @@ once and nothing is ever half-written.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import stat
@@ -15,7 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, TypeVar
 
-from fswl.errors import Conflict, FswlError, UnsafePath
+from fswl.constants import ANSWERS
+from fswl.errors import Conflict, FswlError, ListenerFailed, NotADirectoryInTree, UnsafePath
 from fswl.names import (
     ANY_SENDER,
     LEVEL_BITS,
@@ -30,7 +30,8 @@ from fswl.names import (
     sender_kind,
     sender_to_name,
 )
-from fswl.store import journal
+from fswl.store import journal, links
+from fswl.store.files import CREATE, mtime, stamp, unlink_quietly
 from fswl.store.journal import Change, Listener
 from fswl.store.lastseen import LastSeen, state_path
 from fswl.store.tree import Tree
@@ -43,9 +44,6 @@ T = TypeVar("T")
 
 #: Attempts at writing into a directory that `fswl expire` keeps pruning.
 _PRUNE_RETRIES = 3
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-#: The DNS A answer for each kind of match (DESIGN: "The DNS names").
-ANSWERS = {"exact": "127.0.0.2", "domain": "127.0.0.3", "relay": "127.0.0.4"}
 
 
 @dataclass(frozen=True)
@@ -203,7 +201,7 @@ class Whitelist:
         directory = parent + os.sep + leaf
         try:
             os.mkdir(directory)  # made just now: no entry, no tombstone, unless a concurrent writer got in
-            os.close(os.open(directory + os.sep + name, _CREATE, 0o644))
+            os.close(os.open(directory + os.sep + name, CREATE, 0o644))
         except FileExistsError:
             return self._in_dir(directory, lambda d: self._create(d, sender, None))
         self.emit(Change(journal.ADD, self.tree.relative(directory + os.sep + name)))
@@ -229,43 +227,63 @@ class Whitelist:
     def remove_at(self, directory: str, sender: str, when: float | None = None) -> tuple[str, bool]:
         """Remove an entry from a directory under db/, leaving a tombstone dated ``when``."""
         sender = parse_sender(sender)
-        stamp = when or time.time()
-        return self._in_dir(directory, lambda d: self._remove(d, sender, stamp))
+        at = when or time.time()
+        return self._in_dir(directory, lambda d: self._remove(d, sender, at))
 
     def touch_seen(self, paths: Iterable[str], when: float | None = None) -> int:
         """Note existing entries as seen in use (never in their mtime: that is the add time); returns how many."""
-        stamp = time.time() if when is None else when
+        at = time.time() if when is None else when
         seen = []
         for path in paths:
             try:
                 real = self.tree.resolve(path)
                 if stat.S_ISREG(os.lstat(real).st_mode):  # gone meanwhile: being seen never brings it back
-                    seen.append((self.tree.relative(real), stamp))
+                    seen.append((self.tree.relative(real), at))
             except (OSError, UnsafePath):
                 pass
         self.last_seen.record(seen)
         for rel, _ in seen:
-            self.emit(Change(journal.SEEN, rel, when=stamp))
+            self.emit(Change(journal.SEEN, rel, when=at))
         return len(seen)
 
     def link(self, relay: str | IPNetwork, group: str) -> str:
-        """Make a relay or prefix directory a symlink to db/groups/GROUP; see fswl.store.links."""
-        from fswl.store.links import link
-
-        return link(self, relay, group)
+        """Make a relay or prefix directory a symlink to db/groups/GROUP, dated now; see fswl.store.links."""
+        return links.link(self, relay, group)
 
     def unlink(self, relay: str | IPNetwork, keep_entries: bool = False) -> str:
-        """Undo :meth:`link`; with ``keep_entries`` the group's entries are copied back."""
-        from fswl.store.links import unlink
+        """Undo :meth:`link`, leaving a link tombstone; with ``keep_entries`` the group's entries are copied back."""
+        return links.unlink(self, relay, keep_entries)
 
-        return unlink(self, relay, keep_entries)
+    def link_at(self, network: IPNetwork, group: str, when: float) -> bool:
+        """Replay a link made at ``when``: the newer of it, a link tombstone and another link wins."""
+        return links.link_at(self, network, group, when)
+
+    def unlink_at(self, network: IPNetwork, when: float) -> bool:
+        """Replay an unlink made at ``when``: it leaves a link tombstone unless the link here is newer."""
+        return links.unlink_at(self, network, when)
 
     def emit(self, change: Change) -> None:
+        """Announce a write that is done to every listener, then raise if any of them failed.
+
+        Raising after the write, rather than logging and going on, because a
+        failed listener is most often the sync journal (a full disk, spool/
+        unwritable), and a write left out of it reaches peers only in a
+        reconciliation nobody knows to run. The store cannot mark that for
+        the next round itself (sync is built on the store, not the other way
+        round); an error the CLI prints, a round counts and a daemon logs is
+        seen. Every listener still hears of the change first, and nothing is undone.
+        """
+        failed: list[tuple[Listener, Exception]] = []
         for listener in self.listeners:
             try:
                 listener(change)
-            except Exception:  # a listener must never undo a write that happened
-                log.exception("change listener failed for %s", change)
+            except Exception as exc:
+                failed.append((listener, exc))
+        if failed:
+            listener, exc = failed[0]
+            error = ListenerFailed(change.op, change.path, _listener_name(listener), exc)
+            log.error("%s", error)
+            raise error
 
     # -- helpers ------------------------------------------------------------
 
@@ -309,19 +327,19 @@ class Whitelist:
                         "directory holds entries only: add to that group, or `fswl unlink` it first"
                     )
             if not stat.S_ISDIR(mode):
-                raise UnsafePath(path, f"{self.tree.relative(step)} is not a directory")
+                raise NotADirectoryInTree(path, self.tree.relative(step))
             current = step
         return current
 
     def _create(self, directory: str, sender: str, when: float | None) -> bool:
         path = self.tree.entry_path(directory, sender)
         tomb = self.tree.tomb_path(directory, sender)
-        if when is not None and _mtime(tomb) >= when:
+        if when is not None and mtime(tomb) >= when:
             return False  # removed after this write was made: the removal wins
-        if not _stamp(path, when):
+        if not stamp(path, when):
             return False  # a concurrent removal came last
-        _unlink_quietly(tomb)
-        self.emit(Change(journal.ADD, self.tree.relative(path), when=_mtime(path)))
+        unlink_quietly(tomb)
+        self.emit(Change(journal.ADD, self.tree.relative(path), when=mtime(path)))
         return True
 
     def _remove(self, directory: str, sender: str, when: float) -> tuple[str, bool]:
@@ -333,9 +351,9 @@ class Whitelist:
             os.mkdir(os.path.dirname(tomb))
         except FileExistsError:
             pass
-        if not _stamp(tomb, when):
+        if not stamp(tomb, when):
             return path, False  # a concurrent add came last
-        existed = _mtime(path) <= when and _unlink_quietly(path)
+        existed = mtime(path) <= when and unlink_quietly(path)
         self.emit(Change(journal.REMOVE, self.tree.relative(path), when=when))
         return path, existed
 
@@ -349,25 +367,6 @@ class Whitelist:
                 if attempt == _PRUNE_RETRIES - 1:
                     raise
         raise AssertionError("unreachable")
-
-
-def _stamp(path: str, when: float | None) -> bool:
-    """Create an empty file or date it ``when`` or now; False if a concurrent writer removed it meanwhile."""
-    try:
-        os.close(os.open(path, _CREATE, 0o644))
-    except FileExistsError:
-        try:
-            mode = os.lstat(path).st_mode
-        except FileNotFoundError:
-            return False
-        if not stat.S_ISREG(mode):
-            raise UnsafePath(path, "an entry name is taken by something that is not a file") from None
-    try:
-        # Now is time.time(): utime(None)'s coarse clock can read before a removal made just now.
-        os.utime(path, (when, when) if when is not None else (time.time(),) * 2, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    return True
 
 
 def _candidates(sender: str) -> list[str]:
@@ -385,20 +384,7 @@ def _prefix(address: IPAddress, depth: int) -> IPNetwork:
     return ipaddress.ip_network((address, depth * LEVEL_BITS[address.version]), strict=False)
 
 
-def _mtime(path: str) -> float:
-    try:
-        return os.lstat(path).st_mtime
-    except FileNotFoundError:
-        return float("-inf")
-
-
-def _unlink_quietly(path: str) -> bool:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        return False
-    except OSError as exc:
-        if exc.errno != errno.EISDIR:
-            raise
-        return False
-    return True
+def _listener_name(listener: Listener) -> str:
+    """``the sync outbox``, ``ChangeLog``: who failed, for the error message."""
+    name = getattr(listener, "__qualname__", None) or type(listener).__name__
+    return f"the {name} listener"

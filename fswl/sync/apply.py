@@ -1,7 +1,8 @@
 """Applying received records to db/: idempotent, newest explicit write wins, never outside db/.
 
 An add or a removal carries the time it was made; a removal beats every add
-made before it, an add every removal made before it.  A ``seen`` record only
+made before it, an add every removal made before it.  Links and unlinks the
+same, by the link's mtime and the link tombstone an unlink leaves.  A ``seen`` record only
 refreshes the last-seen time of an entry that exists (fswl.store.lastseen).
 
 Records arrive already validated (fswl.sync.records); the writes go through
@@ -100,19 +101,14 @@ def _apply_seen(wl: Whitelist, entry: str, when: float) -> bool:
 
 
 def _apply_link(wl: Whitelist, record: Record) -> bool:
+    """A link or unlink carries its time like an entry's write: the newer of the link (the symlink's
+    mtime) and the unlink (its link tombstone) wins, a tie goes to the unlink (fswl.store.links)."""
     version, levels = network_of(record.path)
     network = network_from_parts(version, levels)
-    lexical = os.path.join(wl.db, record.path)
     if record.op == journal.UNLINK:
-        if not os.path.islink(lexical):
-            return False
-        wl.unlink(network)
-        return True
+        return wl.unlink_at(network, record.when)
     assert record.target is not None
-    group = check_link_target(record.path, record.target)
-    before = os.readlink(lexical) if os.path.islink(lexical) else None
-    wl.link(network, group)
-    return before is None or os.readlink(lexical) != before
+    return wl.link_at(network, check_link_target(record.path, record.target), record.when)
 
 
 def _mtime(path: str) -> float:

@@ -1,9 +1,12 @@
 """Digests of db/ subtrees, for full reconciliation of two nodes with few differences.
 
-A directory's digest covers the names of its entries, its tombstones, its
-links with their targets and its sub-directories with their digests; not
-mtimes (an entry's is its add time, carried by its record and settled
-against tombstones; last-seen times travel in access lists).  Two nodes compare the
+A directory's digest covers the names of its entries, its tombstones (a link
+tombstone too), its links with their targets and times, and its
+sub-directories with their digests; not the mtimes of entries and tombstones
+(an entry's is its add time, carried by its record and settled against
+tombstones; last-seen times travel in access lists). A link's time is in the
+digest so that two nodes end with the same link, not merely the same target:
+which of a link and an unlink is newer is decided by it.  Two nodes compare the
 top level, then descend only into directories whose digests differ, and
 exchange the records of what one has and the other lacks.
 """
@@ -21,7 +24,7 @@ from typing import TYPE_CHECKING, Iterator, NamedTuple
 
 from fswl.names import FAMILIES
 from fswl.store import journal
-from fswl.store.tree import GROUPS_DIR, TOMB_DIR, Tree
+from fswl.store.tree import GROUPS_DIR, LINK_TOMB, TOMB_DIR, Tree
 from fswl.sync.batches import DIGESTS_LOCK
 from fswl.sync.records import Record
 from fswl.util import atomic
@@ -34,8 +37,12 @@ ROOTS = (*FAMILIES.values(), GROUPS_DIR)
 #: Path components of a subtree whose digest is kept between runs: ``ip4/57/129``.
 SUBTREE_DEPTH = 3
 INDEX = ".digests"
-#: Kinds of child in a listing.
-ENTRY, TOMB, LINK, DIR = "e", "t", "l", "d"
+#: Kinds of child in a listing: a link tombstone is ``.tomb/.link`` of kind UNLINKED.
+ENTRY, TOMB, LINK, DIR, UNLINKED = "e", "t", "l", "d", "u"
+#: The name a link tombstone has in its relay's listing.
+LINK_TOMB_NAME = TOMB_DIR + "/" + LINK_TOMB
+#: The version of the digests kept in spool/.digests: a cache of another version is not used.
+INDEX_VERSION = 2
 
 
 class Child(NamedTuple):
@@ -121,7 +128,11 @@ class Digests:
     def _tombs(path: str, listing: dict[str, Child]) -> None:
         with os.scandir(path) as tombs:
             for tomb in tombs:
-                if tomb.is_file(follow_symlinks=False) and not tomb.name.startswith("."):
+                if not tomb.is_file(follow_symlinks=False):
+                    continue
+                if tomb.name == LINK_TOMB:
+                    listing[LINK_TOMB_NAME] = Child(UNLINKED, tomb.stat(follow_symlinks=False).st_mtime)
+                elif not tomb.name.startswith("."):
                     listing[TOMB_DIR + "/" + tomb.name] = Child(TOMB, tomb.stat(follow_symlinks=False).st_mtime)
 
     def _ensure(self, rel: str) -> None:
@@ -142,7 +153,9 @@ class Digests:
         out: list[Record] = []
         self._ensure(rel)
         listing = self.listings.get(rel, {})
-        for name in (sorted(listing) if names is None else names):
+        # A link tombstone first: an unlink that wins must come before the entries of the relay's own
+        # directory, or they would be added through the link into its group.
+        for name in sorted(listing if names is None else names, key=lambda n: (n != LINK_TOMB_NAME, n)):
             child = listing.get(name)
             if child is None:
                 continue
@@ -151,8 +164,11 @@ class Digests:
                 out.append(Record(journal.ADD, path, float(child.value)))
             elif child.kind == TOMB:
                 out.append(Record(journal.REMOVE, f"{rel}/{name[len(TOMB_DIR) + 1:]}", float(child.value)))
+            elif child.kind == UNLINKED:
+                out.append(Record(journal.UNLINK, rel, float(child.value)))
             elif child.kind == LINK:
-                out.append(Record(journal.LINK, path, 0.0, str(child.value)))
+                target, when = split_link(str(child.value))
+                out.append(Record(journal.LINK, path, when, target))
             elif rel:  # a top-level root (ip4, ip6, groups) is a path of its own
                 out.extend(self.records(path))
             else:
@@ -194,7 +210,20 @@ def _link(db: str, path: str) -> Child | None:
     if not check.ok:
         log.warning("digests skip %s: %s", os.path.relpath(path, db), check.problem)
         return None
-    return Child(LINK, os.readlink(path))
+    return Child(LINK, f"{os.readlink(path)}\t{os.lstat(path).st_mtime:.6f}")
+
+
+def split_link(value: str) -> tuple[str, float]:
+    """(target, time) of a link as a listing carries it: ``../../../groups/g<TAB>1732460002.000000``.
+
+    The time is written to the microsecond, as records carry it, so that a
+    link applied from a record lists exactly as it does on its origin.
+    """
+    target, _, when = value.rpartition("\t")
+    try:
+        return target, float(when)
+    except ValueError:
+        return value, 0.0  # a peer of an older version: its link has no time
 
 
 @contextmanager
@@ -215,9 +244,11 @@ def _load(index: Path) -> dict[str, str]:
         data = json.loads(index.read_text())
     except (FileNotFoundError, ValueError):
         return {}
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict) or data.pop("", None) != INDEX_VERSION:
+        return {}  # written by an older fswl (links without times): walk everything once
+    return data
 
 
 def _save(index: Path, digests: dict[str, str]) -> None:
     # Durable: a cache older than the dirty marks already consumed would hide differences.
-    atomic.write_atomic(index, json.dumps(digests, separators=(",", ":")))
+    atomic.write_atomic(index, json.dumps({"": INDEX_VERSION, **digests}, separators=(",", ":")))

@@ -18,7 +18,8 @@ in them that fswl did not write:
   were made by hand: a new entry becomes an add (dated by its mtime, so a
   restored old file does not beat a later removal, and a ``touch`` does), a
   vanished one a removal with a tombstone here (dated by its directory's
-  mtime), a link that came or went a link or unlink record.
+  mtime), a link that came a link (dated by the symlink's mtime), one that
+  went an unlink with a link tombstone here, as `fswl unlink` leaves.
 
 The first round with no listings kept only records them: there is nothing to
 compare with. When the change log rotated twice since the last round, fswl's
@@ -40,13 +41,14 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from fswl.errors import BadRecord, FswlError
-from fswl.names import FAMILIES, is_level_name, parse_group
+from fswl.names import FAMILIES, is_level_name, network_from_parts, parse_group
 from fswl.store import journal
 from fswl.store.changelog import log_mark, logged_since
+from fswl.store.files import mtime
 from fswl.store.journal import Change
 from fswl.store.tree import GROUPS_DIR, TOMB_DIR
 from fswl.store.whitelist import Whitelist
-from fswl.sync.records import MAX_LEVELS, check_entry_path, check_link_target, from_change, parse_record
+from fswl.sync.records import MAX_LEVELS, check_entry_path, check_link_target, from_change, network_of, parse_record
 
 log = logging.getLogger(__name__)
 
@@ -279,8 +281,12 @@ class _Scanner:
         for change in self.scan.edits:
             directory, name = os.path.split(os.path.join(self.db, change.path))
             try:
-                if change.op in (journal.LINK, journal.UNLINK):
-                    wl.emit(change)
+                if change.op == journal.LINK:
+                    wl.emit(change)  # dated by the symlink's own mtime, its time from now on
+                elif change.op == journal.UNLINK:  # leaves the link tombstone `fswl unlink` would
+                    if os.path.islink(os.path.join(directory, name)) or not wl.unlink_at(
+                            network_from_parts(*network_of(change.path)), change.when):
+                        continue  # linked again meanwhile, or a newer unlink is on record
                 elif change.op == journal.ADD:
                     # Removes an older tombstone, as `fswl add` does.
                     if not (os.path.lexists(os.path.join(directory, name))
@@ -356,7 +362,7 @@ def _checked(db: str, change: Change) -> Change | None:
         return None
     if change.op in (journal.ADD, journal.REMOVE):
         directory, name = posixpath.split(change.path)
-        if _mtime(os.path.join(db, directory, TOMB_DIR, name)) >= change.when:
+        if mtime(os.path.join(db, directory, TOMB_DIR, name)) >= change.when:
             return None  # removed at that time or later: the removal on record wins
     return change
 
@@ -381,13 +387,6 @@ def _lands_on(path: str, target: str) -> str | None:
     joined = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
     parts = joined.split("/")
     return joined if len(parts) == 2 and parts[0] == GROUPS_DIR and _is_group(parts[1]) else None
-
-
-def _mtime(path: str) -> float:
-    try:
-        return os.lstat(path).st_mtime
-    except OSError:
-        return float("-inf")
 
 
 def _mtime_ns(db: str, rel: str) -> int | None:
