@@ -39,7 +39,7 @@ def export(obj, fmt: str | None, output: str | None, serial: int | None) -> None
     are private: serve the export only to your own secondaries.
     """
     from fswl.dns.settings import DnsSettings
-    from fswl.export.names import ExportNames
+    from fswl.dns.export_names import ExportNames
     from fswl.export.rbldnsd import write_rbldnsd
     from fswl.export.zone import write_zone
 

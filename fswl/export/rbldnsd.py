@@ -16,7 +16,7 @@ from typing import Callable, TextIO
 
 from fswl.dns import answers
 from fswl.dns.settings import DnsSettings
-from fswl.export.names import ExportNames
+from fswl.dns.export_names import ExportNames
 from fswl.export.zone import label_text, txt_strings
 from fswl.store.whitelist import ANSWERS
 

@@ -9,7 +9,7 @@ from fswl.dns import answers
 from fswl.dns.answers import TXT_CHUNK, txt_chunks
 from fswl.dns.names import escape_label
 from fswl.dns.settings import DnsSettings
-from fswl.export.names import ExportNames, Record
+from fswl.dns.export_names import ExportNames, Record
 
 #: Labels repeat (address octets, domains): their escaped forms are remembered.
 LABEL_CACHE_SIZE = 65536
