@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fswl.dns.settings import DnsSettings
-from fswl.export.names import MAX_EXPANSION_ADDRESSES, ExportNames
+from fswl.dns.export_names import MAX_EXPANSION_ADDRESSES, ExportNames
 from fswl.export.rbldnsd import dnset_name
 from fswl.app.home import Home
 from fswl.store import Whitelist

@@ -6,8 +6,9 @@ import time
 
 import click
 
+from fswl.cli.whitelist_command import whitelist_command
 from fswl.names import sender_to_name
-from fswl.store import Listing, Problem
+from fswl.store import Listing, Problem, Whitelist
 
 
 def register(cli: click.Group) -> None:
@@ -15,35 +16,24 @@ def register(cli: click.Group) -> None:
         cli.add_command(command)
 
 
-@click.command()
-@click.argument("sender")
-@click.argument("relay")
-@click.pass_obj
-def add(obj, sender: str, relay: str) -> None:
+@whitelist_command("sender", "relay")
+def add(wl: Whitelist, sender: str, relay: str) -> None:
     """List SENDER (addr, *@domain or *) for RELAY (IP or CIDR)."""
-    for path in obj.home.whitelist.add(sender, relay):
-        click.echo(f"added {obj.home.whitelist.tree.relative(path)}")
+    for path in wl.add(sender, relay):
+        click.echo(f"added {wl.tree.relative(path)}")
 
 
-@click.command()
-@click.argument("sender")
-@click.argument("relay")
-@click.pass_obj
-def rm(obj, sender: str, relay: str) -> None:
+@whitelist_command("sender", "relay")
+def rm(wl: Whitelist, sender: str, relay: str) -> None:
     """Remove SENDER for RELAY, leaving a tombstone so mirrors remove it too."""
-    wl = obj.home.whitelist
     for path, existed in wl.remove(sender, relay):
         state = "removed" if existed else "not listed here; tombstone left for"
         click.echo(f"{state} {wl.tree.relative(path)}")
 
 
-@click.command()
-@click.argument("sender")
-@click.argument("relay")
-@click.pass_obj
-def check(obj, sender: str, relay: str) -> int:
+@whitelist_command("sender", "relay")
+def check(wl: Whitelist, sender: str, relay: str) -> int:
     """Exit 0 and print the entry that lists SENDER via RELAY, or exit 1."""
-    wl = obj.home.whitelist
     match = wl.lookup(sender, relay)
     if match is None:
         click.echo(f"not listed: {sender} via {relay}")

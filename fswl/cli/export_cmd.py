@@ -39,7 +39,8 @@ def export(obj, fmt: str | None, output: str | None, serial: int | None) -> None
     are private: serve the export only to your own secondaries.
     """
     from fswl.dns.settings import DnsSettings
-    from fswl.export.names import ExportNames
+    from fswl.dns.export_names import ExportNames
+    from fswl.export.apex import Apex
     from fswl.export.rbldnsd import write_rbldnsd
     from fswl.export.zone import write_zone
 
@@ -52,7 +53,7 @@ def export(obj, fmt: str | None, output: str | None, serial: int | None) -> None
     names = ExportNames(home.whitelist.tree, settings)
     write = write_rbldnsd if fmt == "rbldnsd" else write_zone
     with progress_counter("export", total=len(names.addresses)) as tick, _destination(output) as out:
-        write(out, names, settings, serial or int(time.time()), home.base_url, tick)
+        write(out, names, Apex.of(settings, serial or int(time.time()), home.base_url), tick)
     for message in names.skipped[:SHOWN_WARNINGS]:
         click.echo(f"fswl: export: skipped {message}", err=True)
     if len(names.skipped) > SHOWN_WARNINGS:

@@ -11,6 +11,7 @@ from fswl.dns.resolver import WhitelistResolver
 from fswl.dns.server import DnsServer
 from fswl.dns.settings import DnsSettings
 from fswl.util.hostport import parse_listen
+from fswl.serving.factory import service_factory
 
 if TYPE_CHECKING:
     from fswl.serving import Runtime
@@ -75,6 +76,4 @@ class DnsService:
         return f"dns: {role}zone {self.settings.zone} on {self.host}:{self.port} (udp+tcp{extra})"
 
 
-def make_service(runtime: Runtime, listen: str | None) -> DnsService:
-    settings = runtime.home.settings("dns", DnsSettings)
-    return DnsService(runtime, settings, listen or settings.listen)
+make_service = service_factory("dns", DnsSettings, DnsService)

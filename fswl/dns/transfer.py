@@ -29,7 +29,7 @@ from dnslib import A, NS, QTYPE, RCODE, RR, SOA, TXT, DNSLabel, DNSRecord
 from fswl.dns import answers
 from fswl.dns.settings import DnsSettings
 from fswl.errors import BadInput
-from fswl.export.names import ExportNames
+from fswl.dns.export_names import ExportNames
 from fswl.store.tree import Tree
 
 log = logging.getLogger(__name__)

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from typing import Callable, TextIO
 
-from fswl.dns import answers
-from fswl.dns.settings import DnsSettings
-from fswl.export.names import ExportNames
+from fswl.dns.export_names import ExportNames
+from fswl.export.apex import NOTICE, Apex
 from fswl.export.zone import label_text, txt_strings
 from fswl.constants import ANSWERS
 
@@ -26,14 +25,12 @@ _LINE_SPECIALS = b"#;:!$*"
 #: Control characters, each shown as "?" in a TXT template.
 _CONTROLS = {code: "?" for code in (*range(0x20), 0x7F)}
 
-def write_rbldnsd(out: TextIO, names: ExportNames, settings: DnsSettings, serial: int, base_url: str,
-                  tick: Callable[[int], None] = lambda n: None) -> int:
+def write_rbldnsd(out: TextIO, names: ExportNames, apex: Apex, tick: Callable[[int], None] = lambda n: None) -> int:
     """Write the combined dataset to ``out``; returns the number of names and ranges written."""
-    soa = answers.soa(settings, serial)
-    ttl = settings.ttl
-    out.write("# fswl export of the sender whitelist; mailbox names are private: serve to secondaries only\n")
+    soa, ttl = apex.soa, apex.ttl
+    out.write(f"# {NOTICE}\n")
     out.write(f"$SOA {ttl} {soa.mname} {soa.rname} {soa.serial} {soa.refresh} {soa.retry} {soa.expire} {soa.minimum}\n")
-    out.write(f"$NS {ttl} {' '.join(settings.ns_names())}\n$TTL {ttl}\n")
+    out.write(f"$NS {ttl} {' '.join(apex.ns)}\n$TTL {ttl}\n")
     count = 0
     relays = names.relay_listings()
     for version, dataset in ((4, "ip4trie"), (6, "ip6trie")):
@@ -48,7 +45,7 @@ def write_rbldnsd(out: TextIO, names: ExportNames, settings: DnsSettings, serial
             continue
         out.write(f"{dnset_name(record.owner)} :{record.value}:{_template(record.text)}\n")
         count += 1
-    out.write(f"$DATASET generic:apex @\n@ TXT {txt_strings(answers.info_text(base_url))}\n")
+    out.write(f"$DATASET generic:apex @\n@ TXT {txt_strings(apex.info)}\n")
     return count
 
 

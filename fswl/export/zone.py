@@ -5,28 +5,24 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Callable, Iterable, TextIO
 
-from fswl.dns import answers
 from fswl.dns.answers import TXT_CHUNK, txt_chunks
+from fswl.dns.export_names import ExportNames, Record
 from fswl.dns.names import escape_label
-from fswl.dns.settings import DnsSettings
-from fswl.export.names import ExportNames, Record
+from fswl.export.apex import NOTICE, Apex
 
 #: Labels repeat (address octets, domains): their escaped forms are remembered.
 LABEL_CACHE_SIZE = 65536
 
 
-def write_zone(out: TextIO, names: ExportNames, settings: DnsSettings, serial: int, base_url: str,
-               tick: Callable[[int], None] = lambda n: None) -> int:
+def write_zone(out: TextIO, names: ExportNames, apex: Apex, tick: Callable[[int], None] = lambda n: None) -> int:
     """Write the zone to ``out``; returns the number of owner names written."""
-    soa = answers.soa(settings, serial)
-    ttl = settings.ttl
-    out.write("; fswl export of the sender whitelist; mailbox names are private: serve to secondaries only\n")
-    out.write(f"$ORIGIN {_absolute(settings.zone)}\n$TTL {ttl}\n")
+    soa, ttl = apex.soa, apex.ttl
+    out.write(f"; {NOTICE}\n$ORIGIN {_absolute(apex.zone)}\n$TTL {ttl}\n")
     out.write(f"@ {ttl} IN SOA {_absolute(soa.mname)} {_absolute(soa.rname)} "
               f"{soa.serial} {soa.refresh} {soa.retry} {soa.expire} {soa.minimum}\n")
-    for ns in settings.ns_names():
+    for ns in apex.ns:
         out.write(f"@ {ttl} IN NS {_absolute(ns)}\n")
-    out.write(f"@ {ttl} IN TXT {txt_strings(answers.info_text(base_url))}\n")
+    out.write(f"@ {ttl} IN TXT {txt_strings(apex.info)}\n")
     return write_records(out, names.records(tick))
 
 

@@ -8,6 +8,7 @@ from fswl.policy.rules import Rules
 from fswl.policy.server import PolicyServer
 from fswl.policy.settings import PolicySettings
 from fswl.util.hostport import parse_listen
+from fswl.serving.factory import service_factory
 
 if TYPE_CHECKING:
     from fswl.serving import Runtime
@@ -34,6 +35,4 @@ class PolicyService:
         return f"policy: Postfix policy delegation on {where}"
 
 
-def make_service(runtime: Runtime, listen: str | None) -> PolicyService:
-    settings = runtime.home.settings("policy", PolicySettings)
-    return PolicyService(runtime, settings, listen or settings.listen)
+make_service = service_factory("policy", PolicySettings, PolicyService)

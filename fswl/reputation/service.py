@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import threading
 from typing import TYPE_CHECKING
 
-from fswl.store.events import Event, EventLog, Tail
 from fswl.names import IPAddress
 from fswl.reputation.model import Reputation, ReputationSettings
+from fswl.store.events import Event, EventLog, Tail
+from fswl.util.periodic import Periodic
 
 if TYPE_CHECKING:
     from fswl.serving import Runtime
@@ -39,22 +39,17 @@ class ReputationService:
         self.tail = Tail(self.log)
         self.origin = f"{os.getpid()}-{secrets.token_hex(4)}"
         self.pending: list[Event] = []
-        self.stop_event = threading.Event()
-        self.thread: threading.Thread | None = None
+        self.follower = Periodic(self.sync, settings.poll_seconds, "fswl-reputation",
+                                 "reputation: reading or writing the event log failed", log)
 
     def start(self) -> None:
         """Replay the log (at startup, before any service answers), then follow it in a thread."""
         self.table.apply(self.tail.poll())
-        self.thread = threading.Thread(target=self._run, name="fswl-reputation", daemon=True)
-        self.thread.start()
+        self.follower.start()
 
     def stop(self) -> None:
         """Stop following the log and write what is pending."""
-        self.stop_event.set()
-        if self.thread is not None:
-            self.thread.join()
-            self.thread = None
-        self.sync()
+        self.follower.stop()
 
     def admit(self, sender: str, address: IPAddress) -> bool:
         """Runtime admit hook: True lets this unlisted message through under the relay's quota."""
@@ -71,13 +66,6 @@ class ReputationService:
         self.table.apply(events)
         pending, self.pending = self.pending, []
         self.log.append(pending)
-
-    def _run(self) -> None:
-        while not self.stop_event.wait(self.settings.poll_seconds):
-            try:
-                self.sync()
-            except Exception:  # keep answering from memory; the next poll retries
-                log.exception("reputation: reading or writing the event log failed")
 
 
 def attach(runtime: Runtime) -> None:

@@ -12,6 +12,7 @@ from fswl.util.hostport import parse_listen
 from fswl.smtp.handler import ConfirmHandler
 from fswl.smtp.settings import SmtpSettings
 from fswl.verify.extension import verifier_for
+from fswl.serving.factory import service_factory
 
 if TYPE_CHECKING:
     from fswl.serving import Runtime
@@ -80,6 +81,4 @@ class SmtpService:
         return f"smtp: confirmations for confirm-<code>@{self.handler.zone} on {self.host}:{self.port}"
 
 
-def make_service(runtime: Runtime, listen: str | None) -> SmtpService:
-    settings = runtime.home.settings("smtp", SmtpSettings)
-    return SmtpService(runtime, settings, listen or settings.listen)
+make_service = service_factory("smtp", SmtpSettings, SmtpService)

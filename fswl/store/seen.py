@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Callable
 
 from fswl import defaults
 from fswl.store import Whitelist
+from fswl.util.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +28,12 @@ class SeenRecorder:
                  clock: Callable[[], float] = time.time) -> None:
         self.whitelist = whitelist
         self.refresh = refresh
-        self.flush_every = flush_every
         self.clock = clock
         #: hash(path) -> when it was last queued: an int key, not the path, is a
         #: third of the memory; a collision (2**-64) delays one refresh a day.
         self._last: dict[int, float] = {}
         self._pending: set[str] = set()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._flusher = Periodic(self.flush, flush_every, "fswl-seen", "refreshing last-seen times failed", log)
 
     def record(self, path: str) -> None:
         now = self.clock()
@@ -56,19 +54,9 @@ class SeenRecorder:
         return self.whitelist.touch_seen(sorted(pending), self.clock())
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="fswl-seen", daemon=True)
-        self._thread.start()
+        """Flush every ``flush_every`` seconds in a thread until stop()."""
+        self._flusher.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        self.flush()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.flush_every):
-            try:
-                self.flush()
-            except Exception:  # keep recording; the next flush retries
-                log.exception("refreshing last-seen times failed")
+        """Stop the thread and write what is pending."""
+        self._flusher.stop()

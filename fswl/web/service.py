@@ -11,6 +11,7 @@ from fswl.util.hostport import parse_listen
 from fswl.verify.extension import verifier_for
 from fswl.web.app import make_app
 from fswl.web.settings import WebSettings
+from fswl.serving.factory import service_factory
 
 if TYPE_CHECKING:
     from fswl.serving import Runtime
@@ -44,6 +45,4 @@ class WebService:
         return f"web: pages for {self.settings.base_url} on {self.host}:{self.port}"
 
 
-def make_service(runtime: Runtime, listen: str | None) -> WebService:
-    settings = runtime.home.settings("web", WebSettings)
-    return WebService(runtime, settings, listen or settings.listen)
+make_service = service_factory("web", WebSettings, WebService)

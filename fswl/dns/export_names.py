@@ -1,4 +1,8 @@
-"""Every DNS name fswl answers positively, from one walk of db/, for the export formats.
+"""Every DNS name fswl answers positively, from one walk of db/: what secondaries are given.
+
+The zone transfer (fswl.dns.transfer) and the export formats (fswl.export)
+both spell these records; they live in dns/ so that export builds on dns
+and never the reverse.
 
 A DNS zone cannot say "any address in this /24" for names below the
 address, nor "exactly one label here", so the tree is mapped this way:
