@@ -259,7 +259,6 @@ def _assert_no_circle(members: set[str]) -> None:
     assert not within, f"still a circle: {_show(within[0])}"
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING_CIRCLES[frozenset({"fswl.store.links", "fswl.store.whitelist"})])
 def test_no_circle_store_links_whitelist() -> None:
     _assert_no_circle({"fswl.store.links", "fswl.store.whitelist"})
 
@@ -294,7 +293,6 @@ def test_no_other_module_over_the_size_limit() -> None:
     assert not big, f"modules over {MAX_LINES} lines (split by job): {big}"
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING_BIG["fswl.store.whitelist"])
 def test_store_whitelist_within_the_size_limit() -> None:
     assert line_counts()["fswl.store.whitelist"] <= MAX_LINES
 
