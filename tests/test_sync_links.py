@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from fswl.home import Home
+from fswl.app.home import Home
 from fswl.sync.node import Node
 from tests.conftest import require
 from tests.harness.sshd import Mesh
